@@ -1,0 +1,152 @@
+"""Backend selection: ``reference`` (plain torch), ``cpp`` (physkernels._C), ``triton``, ``cuda`` (_C_cuda).
+
+The active choice is process-wide: ``set_backend(name)``, the ``use_backend(name)`` context manager, or the
+``PHYSKERNELS_BACKEND`` environment variable, default ``auto``. ``auto`` asks each op for its fastest implementation
+available on the tensor's device. Each op owns an :class:`OpDispatcher` that maps backend names to implementations;
+asking for a backend that is not installed or that the op lacks raises :class:`BackendUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from typing import Callable, Iterator
+
+import torch
+
+from . import _extensions
+
+BACKENDS = ("reference", "cpp", "triton", "cuda")
+_CHOICES = ("auto",) + BACKENDS
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested backend is not installed, cannot run on this device, or does not implement the op."""
+
+
+def _validate(name: str) -> str:
+    if not isinstance(name, str) or name not in _CHOICES:
+        raise ValueError(f"backend must be one of {_CHOICES}, got {name!r}")
+    return name
+
+
+_active = _validate(os.environ.get("PHYSKERNELS_BACKEND", "auto"))
+
+
+def set_backend(name: str) -> None:
+    """Select the backend used by every physkernels op (``auto``, ``reference``, ``cpp``, ``triton``, ``cuda``)."""
+    global _active
+    _active = _validate(name)
+
+
+def get_backend() -> str:
+    return _active
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Context manager: run the enclosed ops with backend ``name``, then restore the previous choice."""
+    global _active
+    previous, _active = _active, _validate(name)
+    try:
+        yield
+    finally:
+        _active = previous
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_importable() -> bool:
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def triton_interpreted() -> bool:
+    """True when Triton kernels run in the CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def why_unavailable(backend: str, device: torch.device | str = "cpu") -> str | None:
+    """None when ``backend`` can run on ``device``; otherwise the reason."""
+    device = torch.device(device)
+    if backend == "reference":
+        return None
+    if backend == "cpp":
+        if device.type != "cpu":
+            return f"the cpp backend runs on CPU tensors, got device {device}"
+        return None if _extensions.load("_C") else f"physkernels._C failed to import: {_extensions.load_error('_C')}"
+    if backend == "triton":
+        if not _triton_importable():
+            return "triton is not installed (pip install triton)"
+        if device.type == "cuda" or (device.type == "cpu" and triton_interpreted()):
+            return None
+        return f"triton needs a CUDA device or TRITON_INTERPRET=1 for CPU tensors, got device {device}"
+    if backend == "cuda":
+        if device.type != "cuda":
+            return f"the cuda backend runs on CUDA tensors, got device {device}"
+        if _extensions.load("_C_cuda") is None:
+            return f"physkernels._C_cuda is not available: {_extensions.load_error('_C_cuda') or 'not built'}"
+        return None
+    raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+
+
+def available_backends(device: torch.device | str = "cpu") -> list[str]:
+    """Backends that can run on ``device`` in this process."""
+    return [b for b in BACKENDS if why_unavailable(b, device) is None]
+
+
+class OpDispatcher:
+    """Maps backend names to one op's implementations and picks one per call.
+
+    ``auto_order`` lists, per device type, the backends to try in order of speed for ``auto``.
+    Implementations share one signature; ``register`` is used as a decorator::
+
+        dispatch = OpDispatcher("mpo_linear", auto_order={"cpu": ("cpp", "reference")})
+
+        @dispatch.register("cpp")
+        def _forward_cpp(x, cores): ...
+    """
+
+    def __init__(self, op_name: str, auto_order: dict[str, tuple[str, ...]]):
+        self.op_name = op_name
+        self.auto_order = auto_order
+        self._impls: dict[str, Callable] = {}
+
+    def register(self, backend: str) -> Callable[[Callable], Callable]:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+
+        def decorator(fn: Callable) -> Callable:
+            self._impls[backend] = fn
+            return fn
+
+        return decorator
+
+    @property
+    def implemented(self) -> tuple[str, ...]:
+        return tuple(b for b in BACKENDS if b in self._impls)
+
+    def resolve(self, device: torch.device | str, backend: str | None = None) -> str:
+        """The backend that will run on ``device`` (``backend`` overrides the process-wide choice)."""
+        device = torch.device(device)
+        choice = _validate(backend) if backend is not None else _active
+        if choice == "auto":
+            for candidate in self.auto_order.get(device.type, ("reference",)):
+                if candidate in self._impls and why_unavailable(candidate, device) is None:
+                    return candidate
+            return "reference"
+        if choice not in self._impls:
+            raise BackendUnavailableError(
+                f"{self.op_name} has no {choice!r} implementation; it implements {self.implemented}"
+            )
+        reason = why_unavailable(choice, device)
+        if reason is not None:
+            raise BackendUnavailableError(f"{self.op_name}: backend {choice!r} is unavailable: {reason}")
+        return choice
+
+    def get(self, device: torch.device | str, backend: str | None = None) -> Callable:
+        return self._impls[self.resolve(device, backend)]

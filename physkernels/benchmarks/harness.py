@@ -1,0 +1,148 @@
+"""Timing, peak-memory and result-writing helpers shared by every benchmark suite.
+
+Times are medians over repeats of the same callable, in the same process, so ratios between a kernel and its
+baseline come from one run. Results are written as JSON plus a markdown table, stamped with the machine, the
+date and the git commit.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+
+def _sync(device: torch.device | str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_time(fn: Callable[[], Any], *, device="cpu", warmup: int = 2, repeats: int = 7,
+                max_seconds: float = 5.0) -> float:
+    """Median wall time (seconds) of ``fn()`` over ``repeats`` runs (fewer if ``max_seconds`` runs out, >= 3)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    samples = []
+    budget_end = time.perf_counter() + max_seconds
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        samples.append(time.perf_counter() - start)
+        if i >= 2 and time.perf_counter() > budget_end:
+            break
+    return statistics.median(samples)
+
+
+def peak_memory_bytes(fn: Callable[[], Any], *, device="cpu") -> int:
+    """Peak bytes held by torch allocations made during ``fn()``, above what was live when it started.
+
+    CUDA: the caching allocator's peak counter. CPU: the profiler's allocation events (every torch tensor
+    allocation and free on the CPU allocator), replayed in order.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    events.sort(key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+def machine_info() -> dict[str, Any]:
+    """Where and when a benchmark ran."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+@dataclass
+class ResultTable:
+    """One benchmark table: ``rows`` are dicts sharing ``columns``; ``notes`` explain the columns."""
+
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, **row: Any) -> None:
+        self.rows.append(row)
+
+    def markdown(self) -> str:
+        def fmt(v: Any) -> str:
+            if isinstance(v, float):
+                return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+            return "" if v is None else str(v)
+
+        lines = [f"### {self.title}", "", "| " + " | ".join(self.columns) + " |",
+                 "|" + "|".join("---" for _ in self.columns) + "|"]
+        lines += ["| " + " | ".join(fmt(r.get(c)) for c in self.columns) + " |" for r in self.rows]
+        if self.notes:
+            lines += [""] + [f"- {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def write_results(tables: list[ResultTable], out_dir: str, stem: str) -> tuple[str, str]:
+    """Write ``<stem>.json`` and ``<stem>.md`` (atomically) under ``out_dir``; return both paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    machine = machine_info()
+    payload = {"machine": machine, "tables": [
+        {"name": t.name, "title": t.title, "columns": t.columns, "rows": t.rows, "notes": t.notes} for t in tables]}
+    header = (f"_Machine: {machine['cpu']} ({machine['cores']} cores, {machine['threads']} threads)"
+              + (f", GPU {machine['gpu']}" if "gpu" in machine else "")
+              + f"; torch {machine['torch']}; {machine['date']}; commit {machine['commit']}_")
+    md = "\n\n".join([header] + [t.markdown() for t in tables]) + "\n"
+    paths = []
+    for ext, text in (("json", json.dumps(payload, indent=2, default=str)), ("md", md)):
+        path = os.path.join(out_dir, f"{stem}.{ext}")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths[0], paths[1]

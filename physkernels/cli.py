@@ -1,0 +1,63 @@
+"""The ``physkernels`` command: ``physkernels info`` and ``physkernels bench [--quick] [--suite NAME ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+
+def _default_out_dir() -> str:
+    return os.path.join("bench", "results") if os.path.isdir("bench") else "physkernels-bench-results"
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from . import benchmarks
+    from .benchmarks.harness import write_results
+
+    names = args.suite or list(benchmarks.SUITES)
+    unknown = [n for n in names if n not in benchmarks.SUITES]
+    if unknown:
+        print(f"unknown suite(s) {unknown}; available: {list(benchmarks.SUITES)}", file=sys.stderr)
+        return 2
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tables = []
+    for name in names:
+        start = time.perf_counter()
+        print(f"== {name} ({'quick' if args.quick else 'full'}, {device})", flush=True)
+        suite_tables = benchmarks.load_suite(name).run(quick=args.quick, device=device)
+        for t in suite_tables:
+            print(t.markdown() + "\n", flush=True)
+        print(f"   {name} took {time.perf_counter() - start:.1f} s", flush=True)
+        tables += suite_tables
+    stem = args.stem or ("quick" if args.quick else "full") + f"_{device}"
+    json_path, md_path = write_results(tables, args.out or _default_out_dir(), stem)
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="physkernels", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="version, backends, compile flags, threads")
+    bench = sub.add_parser("bench", help="kernel-vs-baseline benchmarks for this device")
+    bench.add_argument("--quick", action="store_true", help="small shapes, few repeats (about a minute on a CPU)")
+    bench.add_argument("--suite", nargs="+", help="suites to run (default: all)")
+    bench.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    bench.add_argument("--out", help="results folder (default: bench/results when run from the repository)")
+    bench.add_argument("--stem", help="results file name without extension")
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        from . import info
+
+        print(json.dumps(info(), indent=2, default=str))
+        return 0
+    return _bench(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

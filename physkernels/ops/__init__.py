@@ -1,0 +1,5 @@
+"""physkernels ops: each a ``torch.library.custom_op`` in namespace ``physkernels`` with autograd and fake kernels.
+
+One module per op; each module holds the op's reference math (plain torch), its backend implementations and the
+registration. Import the op functions from here.
+"""

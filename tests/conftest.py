@@ -1,0 +1,26 @@
+"""Test session setup: Triton kernels run in the CPU interpreter when no GPU is present."""
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+import physkernels  # noqa: E402
+
+
+def pytest_report_header(config):
+    info = physkernels.info()
+    return [f"physkernels {info['version']} from {os.path.dirname(physkernels.__file__)}",
+            f"backends: {info['available_backends']}, compiled: {info['compiled']}, threads: {info['threads']}"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_backend():
+    """Every test starts and ends with the default backend choice."""
+    previous = physkernels.get_backend()
+    yield
+    physkernels.set_backend(previous)
