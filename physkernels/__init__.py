@@ -33,6 +33,7 @@ __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
     "available_backends",
+    "compress",
     "get_backend",
     "info",
     "set_backend",
@@ -40,12 +41,17 @@ __all__ = [
 ]
 
 # Submodules imported on first attribute access, so `import physkernels` stays cheap.
-_LAZY_SUBMODULES = ("ops", "nn", "kernels", "benchmarks", "testing", "physics", "data")
+_LAZY_SUBMODULES = ("ops", "nn", "kernels", "benchmarks", "testing", "physics", "data", "mpo", "taylor")
+# Top-level functions that live in submodules: name -> (module, attribute).
+_LAZY_FUNCTIONS = {"compress": (".mpo.compress", "compress")}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY_FUNCTIONS:
+        module, attribute = _LAZY_FUNCTIONS[name]
+        return getattr(importlib.import_module(module, __name__), attribute)
     raise AttributeError(f"module 'physkernels' has no attribute {name!r}")
 
 
