@@ -32,27 +32,46 @@ struct Features {
     }
 };
 
+#define CG2D_VECTOR_BYTES 32
+#define CG2D_ROW_BLOCK 6
 namespace baseline {
 #include "cg2d_kernels.inl"
 }  // namespace baseline
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define PHYSKERNELS_CG2D_AVX2 1
+#define PHYSKERNELS_CG2D_X86 1
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 namespace avx2 {
 #include "cg2d_kernels.inl"
 }  // namespace avx2
 #pragma GCC pop_options
+
+#undef CG2D_VECTOR_BYTES
+#undef CG2D_ROW_BLOCK
+#define CG2D_VECTOR_BYTES 64
+#define CG2D_ROW_BLOCK 12
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx2,fma")
+namespace avx512 {
+#include "cg2d_kernels.inl"
+}  // namespace avx512
+#pragma GCC pop_options
 #endif
 
-bool use_avx2() {
-#ifdef PHYSKERNELS_CG2D_AVX2
-    static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return ok;
-#else
-    return false;
+enum class Isa { baseline, avx2, avx512 };
+
+Isa detect_isa() {
+#ifdef PHYSKERNELS_CG2D_X86
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return Isa::avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
 #endif
+    return Isa::baseline;
+}
+
+Isa active_isa() {
+    static const Isa isa = detect_isa();
+    return isa;
 }
 
 void check(const Geometry& g) {
@@ -64,36 +83,46 @@ void check(const Geometry& g) {
 
 }  // namespace
 
-const char* isa() { return use_avx2() ? "avx2+fma" : "baseline"; }
+const char* isa() {
+    switch (active_isa()) {
+        case Isa::avx512: return "avx512";
+        case Isa::avx2: return "avx2+fma";
+        default: return "baseline";
+    }
+}
 
 template <typename T>
 void forward(const T* x, const T* weight, const T* bias, T* y, const Geometry& g, int threads) {
     check(g);
     const Features f(g.patch(), g.order);
     threads = resolve_threads(threads);
-#ifdef PHYSKERNELS_CG2D_AVX2
-    if (use_avx2()) return avx2::forward_impl(x, weight, bias, y, g, f, threads);
+#ifdef PHYSKERNELS_CG2D_X86
+    if (active_isa() == Isa::avx512) return avx512::forward_impl(x, weight, bias, y, g, f, threads);
+    if (active_isa() == Isa::avx2) return avx2::forward_impl(x, weight, bias, y, g, f, threads);
 #endif
     baseline::forward_impl(x, weight, bias, y, g, f, threads);
 }
 
 template <typename T>
-void backward(const T* grad_y, const T* x, const T* weight, T* grad_x, T* grad_weight, T* grad_bias,
+void backward(const T* grad_y, const T* grad_y_cl, const T* x, const T* weight, T* grad_x, T* grad_weight, T* grad_bias,
               const Geometry& g, int threads) {
     check(g);
     const Features f(g.patch(), g.order);
     threads = resolve_threads(threads);
-#ifdef PHYSKERNELS_CG2D_AVX2
-    if (use_avx2()) return avx2::backward_impl(grad_y, x, weight, grad_x, grad_weight, grad_bias, g, f, threads);
+#ifdef PHYSKERNELS_CG2D_X86
+    if (active_isa() == Isa::avx512)
+        return avx512::backward_impl(grad_y, grad_y_cl, x, weight, grad_x, grad_weight, grad_bias, g, f, threads);
+    if (active_isa() == Isa::avx2)
+        return avx2::backward_impl(grad_y, grad_y_cl, x, weight, grad_x, grad_weight, grad_bias, g, f, threads);
 #endif
-    baseline::backward_impl(grad_y, x, weight, grad_x, grad_weight, grad_bias, g, f, threads);
+    baseline::backward_impl(grad_y, grad_y_cl, x, weight, grad_x, grad_weight, grad_bias, g, f, threads);
 }
 
 template void forward<float>(const float*, const float*, const float*, float*, const Geometry&, int);
 template void forward<double>(const double*, const double*, const double*, double*, const Geometry&, int);
-template void backward<float>(const float*, const float*, const float*, float*, float*, float*, const Geometry&,
+template void backward<float>(const float*, const float*, const float*, const float*, float*, float*, float*, const Geometry&,
                               int);
-template void backward<double>(const double*, const double*, const double*, double*, double*, double*,
+template void backward<double>(const double*, const double*, const double*, const double*, double*, double*, double*,
                                const Geometry&, int);
 
 }  // namespace physkernels::cg2d

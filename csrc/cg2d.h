@@ -37,10 +37,11 @@ struct Geometry {
 template <typename T>
 void forward(const T* x, const T* weight, const T* bias, T* y, const Geometry& g, int threads);
 
-// grad_y: (B, C_out, Ho, Wo) contiguous. grad_x: x's shape, contiguous NCHW, or nullptr (not computed);
+// grad_y: (B, C_out, Ho, Wo) contiguous; grad_y_cl: the same values channels-last, (B, Ho, Wo, C_out) contiguous
+// (the weight-gradient GEMM reads it in place). grad_x: x's shape, contiguous NCHW, or nullptr (not computed);
 // grad_weight: packed (C_out, Cg, F); grad_bias: (C_out) or nullptr. Every output is overwritten.
 template <typename T>
-void backward(const T* grad_y, const T* x, const T* weight, T* grad_x, T* grad_weight, T* grad_bias,
+void backward(const T* grad_y, const T* grad_y_cl, const T* x, const T* weight, T* grad_x, T* grad_weight, T* grad_bias,
               const Geometry& g, int threads);
 
 // Which instruction set the kernels run with on this CPU ("avx2+fma" or "baseline").

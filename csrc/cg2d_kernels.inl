@@ -1,5 +1,6 @@
 // CG2d kernel bodies. Included by cg2d.cpp once per instruction set, inside a namespace (and a target pragma),
-// so this file deliberately has no include guard and includes nothing.
+// so this file deliberately has no include guard and includes nothing. The includer defines CG2D_VECTOR_BYTES
+// (32 for AVX2, 64 for AVX-512) and CG2D_ROW_BLOCK (rows of the micro-kernel: 2*rows + 3 <= vector registers).
 //
 // Everything is built on one register-blocked micro-GEMM, C[m][n] += sum_k A(m,k) B[k][n], vectorised along n:
 //   forward        Y[o][r]  += W[o][k]  * F[k][r]      (F: features of a channel chunk for a tile of positions)
@@ -9,8 +10,8 @@
 
 template <typename T>
 struct Simd {
-    typedef T vec __attribute__((vector_size(32)));
-    static constexpr int width = 32 / sizeof(T);
+    typedef T vec __attribute__((vector_size(CG2D_VECTOR_BYTES)));
+    static constexpr int width = CG2D_VECTOR_BYTES / sizeof(T);
     static inline vec load(const T* p) {
         vec v;
         __builtin_memcpy(&v, p, sizeof(vec));
@@ -20,8 +21,8 @@ struct Simd {
     static inline vec splat(T a) { return vec{} + a; }
 };
 
-constexpr int kRowBlock = 6;   // rows of C held in registers
-constexpr int kVecPerRow = 2;  // vectors per row: 12 accumulators + 2 B vectors + 1 broadcast = 15 registers
+constexpr int kRowBlock = CG2D_ROW_BLOCK;  // rows of C held in registers
+constexpr int kVecPerRow = 2;              // vectors per row: 2*rows accumulators + 2 B vectors + 1 broadcast
 
 template <typename T>
 constexpr int col_block() { return kVecPerRow * Simd<T>::width; }
@@ -58,45 +59,53 @@ inline void micro_kernel(const T* A, int64_t a_rs, int64_t a_cs, const T* B, int
     }
 }
 
+// The M % kRowBlock leftover rows: micro_kernel<T, rows> for rows = M, found by compile-time recursion.
+template <typename T, int Rows>
+inline void leftover_rows(int64_t M, const T* A, int64_t a_rs, int64_t a_cs, const T* B, int64_t ldb, int64_t K,
+                          T* C, int64_t ldc, int64_t N) {
+    if constexpr (Rows > 0) {
+        if (M == Rows) return micro_kernel<T, Rows>(A, a_rs, a_cs, B, ldb, K, C, ldc, N);
+        leftover_rows<T, Rows - 1>(M, A, a_rs, a_cs, B, ldb, K, C, ldc, N);
+    }
+}
+
 template <typename T>
 inline void gemm_acc(int64_t M, int64_t N, int64_t K, const T* A, int64_t a_rs, int64_t a_cs, const T* B,
                      int64_t ldb, T* C, int64_t ldc) {
     int64_t m = 0;
     for (; m + kRowBlock <= M; m += kRowBlock)
         micro_kernel<T, kRowBlock>(A + m * a_rs, a_rs, a_cs, B, ldb, K, C + m * ldc, ldc, N);
-    const T* a = A + m * a_rs;
-    T* c = C + m * ldc;
-    switch (M - m) {
-        case 5: micro_kernel<T, 5>(a, a_rs, a_cs, B, ldb, K, c, ldc, N); break;
-        case 4: micro_kernel<T, 4>(a, a_rs, a_cs, B, ldb, K, c, ldc, N); break;
-        case 3: micro_kernel<T, 3>(a, a_rs, a_cs, B, ldb, K, c, ldc, N); break;
-        case 2: micro_kernel<T, 2>(a, a_rs, a_cs, B, ldb, K, c, ldc, N); break;
-        case 1: micro_kernel<T, 1>(a, a_rs, a_cs, B, ldb, K, c, ldc, N); break;
-        default: break;
-    }
+    leftover_rows<T, kRowBlock - 1>(M - m, A + m * a_rs, a_rs, a_cs, B, ldb, K, C + m * ldc, ldc, N);
 }
 
-// A tile of output positions [r0, r0 + count) of one image, padded to `cols` columns, with the spatial offset
-// (hi*stride_h + wi*stride_w) of every patch position, -1 where the patch falls into the padding or past the end,
-// and the same position's offset hi*W + wi in a contiguous (H, W) plane (for dx).
+// A tile of output positions [n0, n0 + count) of the flattened (batch, Ho, Wo) index, padded to `cols` columns
+// (tiles run across images, so small feature maps still fill the vectors). Per column: the image, the position
+// inside it, and per patch position the offset b*stride_b + hi*stride_h + wi*stride_w into x and the offset
+// b*C*H*W + hi*W + wi into a contiguous NCHW dx (add the channel's plane), -1 where the patch is in the padding.
 struct Tile {
-    int64_t r0 = 0, count = 0, cols = 0;
-    std::vector<int64_t> offset;        // [P][cols]
-    std::vector<int64_t> plane_offset;  // [P][cols]
+    int64_t n0 = 0, count = 0, cols = 0;
+    std::vector<int64_t> image, position;  // [cols]
+    std::vector<int64_t> grad_offset;      // [cols]: b*C_out*Ho*Wo + position, the column's place in y / grad_y
+    std::vector<int64_t> offset;           // [P][cols]
+    std::vector<int64_t> plane_offset;     // [P][cols]
 
     void locate(const Geometry& g, const Features& f, int64_t start, int64_t n, int64_t padded) {
-        r0 = start, count = n, cols = padded;
+        n0 = start, count = n, cols = padded;
+        const int64_t wo = g.out_w(), R = g.out_h() * wo, image_size = g.channels * g.height * g.width;
+        image.assign(cols, 0);
+        position.assign(cols, 0);
+        grad_offset.assign(cols, 0);
         offset.assign(static_cast<size_t>(f.patch) * cols, -1);
         plane_offset.assign(static_cast<size_t>(f.patch) * cols, -1);
-        const int64_t wo = g.out_w();
         for (int64_t r = 0; r < count; ++r) {
-            const int64_t oh = (r0 + r) / wo, ow = (r0 + r) % wo;
+            const int64_t b = (n0 + r) / R, pos = (n0 + r) % R, oh = pos / wo, ow = pos % wo;
+            image[r] = b, position[r] = pos, grad_offset[r] = b * g.out_channels * R + pos;
             for (int p = 0; p < f.patch; ++p) {
                 const int64_t hi = oh * g.stride_y - g.pad_h + (p / g.kernel_w) * g.dil_h;
                 const int64_t wi = ow * g.stride_x - g.pad_w + (p % g.kernel_w) * g.dil_w;
                 if (hi >= 0 && hi < g.height && wi >= 0 && wi < g.width) {
-                    offset[p * cols + r] = hi * g.stride_h + wi * g.stride_w;
-                    plane_offset[p * cols + r] = hi * g.width + wi;
+                    offset[p * cols + r] = b * g.stride_b + hi * g.stride_h + wi * g.stride_w;
+                    plane_offset[p * cols + r] = b * image_size + hi * g.width + wi;
                 }
             }
         }
@@ -157,52 +166,64 @@ inline void patch_gradient(const T* feat, const T* dfeat, const Features& f, int
     }
 }
 
-// Positions per tile: up to 64, at least one micro-kernel column block.
-inline int64_t tile_positions(int64_t positions) { return std::min<int64_t>(positions, 64); }
+// Positions per tile (of the flattened batch x Ho x Wo index).
+constexpr int64_t kTilePositions = 64;
 
 template <typename T>
 void forward_impl(const T* x, const T* weight, const T* bias, T* y, const Geometry& g, const Features& f,
                   int threads) {
-    const int64_t R = g.out_h() * g.out_w(), cg = g.group_in(), og = g.group_out(), F = f.count;
-    const int64_t rt = tile_positions(R), tiles = (R + rt - 1) / rt, cols = pad_cols<T>(rt);
+    const int64_t R = g.out_h() * g.out_w(), N = g.batch * R, cg = g.group_in(), og = g.group_out(), F = f.count;
+    const int64_t rt = std::min(kTilePositions, N), tiles = (N + rt - 1) / rt, cols = pad_cols<T>(rt);
     // Channels per feature chunk: keep the chunk's features (chunk * F * cols values) around 32 KiB.
     const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(cg, (32768 / sizeof(T)) / (F * cols)));
-    const int64_t tasks = g.batch * g.groups * tiles;
+    const int64_t tasks = g.groups * tiles;
 #pragma omp parallel num_threads(threads)
     {
         Tile tile;
         std::vector<T> feat(static_cast<size_t>(chunk * F * cols)), acc(static_cast<size_t>(og * cols));
 #pragma omp for schedule(dynamic)
         for (int64_t task = 0; task < tasks; ++task) {
-            const int64_t b = task / (g.groups * tiles), grp = task / tiles % g.groups, t = task % tiles;
-            tile.locate(g, f, t * rt, std::min(rt, R - t * rt), cols);
+            const int64_t grp = task / tiles, t = task % tiles;
+            tile.locate(g, f, t * rt, std::min(rt, N - t * rt), cols);
             for (int64_t o = 0; o < og; ++o)
                 std::fill_n(acc.data() + o * cols, cols, bias ? bias[grp * og + o] : T(0));
             const T* w_group = weight + grp * og * cg * F;
             for (int64_t c0 = 0; c0 < cg; c0 += chunk) {
                 const int64_t nc = std::min(chunk, cg - c0);
                 for (int64_t c = 0; c < nc; ++c)
-                    build_features(x + b * g.stride_b + (grp * cg + c0 + c) * g.stride_c, tile, f,
-                                   feat.data() + c * F * cols);
+                    build_features(x + (grp * cg + c0 + c) * g.stride_c, tile, f, feat.data() + c * F * cols);
                 gemm_acc<T>(og, cols, nc * F, w_group + c0 * F, cg * F, 1, feat.data(), cols, acc.data(), cols);
             }
-            T* y_tile = y + (b * g.out_channels + grp * og) * R + tile.r0;
-            for (int64_t o = 0; o < og; ++o) std::copy_n(acc.data() + o * cols, tile.count, y_tile + o * R);
+            for (int64_t r = 0; r < tile.count; ++r) {
+                T* y_r = y + (tile.image[r] * g.out_channels + grp * og) * R + tile.position[r];
+                for (int64_t o = 0; o < og; ++o) y_r[o * R] = acc[o * cols + r];
+            }
         }
     }
 }
 
+// gy[o][r] = grad_y[image r][o][position r] for the tile's columns, 0 in the padded columns.
 template <typename T>
-void backward_impl(const T* grad_y, const T* x, const T* weight, T* grad_x, T* grad_weight, T* grad_bias,
+inline void gather_grad(const T* grad_y, int64_t R, int64_t og, const Tile& t, T* gy) {
+    for (int64_t o = 0; o < og; ++o) {
+        const T* src = grad_y + o * R;
+        T* row = gy + o * t.cols;
+        for (int64_t r = 0; r < t.count; ++r) row[r] = src[t.grad_offset[r]];
+        std::fill(row + t.count, row + t.cols, T(0));
+    }
+}
+
+template <typename T>
+void backward_impl(const T* grad_y, const T* grad_y_cl, const T* x, const T* weight, T* grad_x, T* grad_weight, T* grad_bias,
                    const Geometry& g, const Features& f, int threads) {
-    const int64_t R = g.out_h() * g.out_w(), cg = g.group_in(), og = g.group_out(), F = f.count;
-    const int64_t rt = tile_positions(R), tiles = (R + rt - 1) / rt, cols = pad_cols<T>(rt);
+    const int64_t R = g.out_h() * g.out_w(), N = g.batch * R, cg = g.group_in(), og = g.group_out(), F = f.count;
+    const int64_t rt = std::min(kTilePositions, N), tiles = (N + rt - 1) / rt, cols = pad_cols<T>(rt);
     const int64_t og_cols = pad_cols<T>(og);
     // A task owns (group, block of input channels): its dW entries and its dx planes, so no two tasks write the
-    // same element. Aim for >= 4 tasks per thread with at most 8 channels per block (block size does not change
+    // same element. Aim for >= 4 tasks per thread with at most 16 channels per block (block size does not change
     // any result: every sum runs over positions or outputs in the same order whatever the block).
     const int64_t per_group = std::max<int64_t>(1, (4 * threads + g.groups - 1) / g.groups);
-    const int64_t block = std::max<int64_t>(1, std::min<int64_t>(8, cg / per_group));
+    const int64_t block = std::max<int64_t>(1, std::min<int64_t>(16, cg / per_group));
     const int64_t blocks = (cg + block - 1) / block, tasks = g.groups * blocks;
 #pragma omp parallel num_threads(threads)
     {
@@ -217,36 +238,34 @@ void backward_impl(const T* grad_y, const T* x, const T* weight, T* grad_x, T* g
             const int64_t kc = nc * F;
             const T* w_block = weight + grp * og * cg * F + c0 * F;  // W[o][k] = w_block[o*cg*F + k]
             std::fill(dw.begin(), dw.end(), T(0));
-            for (int64_t b = 0; b < g.batch; ++b) {
-                for (int64_t t = 0; t < tiles; ++t) {
-                    tile.locate(g, f, t * rt, std::min(rt, R - t * rt), cols);
-                    const T* x_b = x + b * g.stride_b + (grp * cg + c0) * g.stride_c;
-                    for (int64_t c = 0; c < nc; ++c)
-                        build_features(x_b + c * g.stride_c, tile, f, feat.data() + c * F * cols);
-                    const T* gy_tile = grad_y + (b * g.out_channels + grp * og) * R + tile.r0;
-                    std::fill(gy.begin(), gy.end(), T(0));
-                    std::fill(gyt.begin(), gyt.end(), T(0));
-                    for (int64_t o = 0; o < og; ++o)
-                        for (int64_t r = 0; r < tile.count; ++r) {
-                            gy[o * cols + r] = gy_tile[o * R + r];
-                            gyt[r * og_cols + o] = gy_tile[o * R + r];
+            for (int64_t t = 0; t < tiles; ++t) {
+                tile.locate(g, f, t * rt, std::min(rt, N - t * rt), cols);
+                const T* x_block = x + (grp * cg + c0) * g.stride_c;
+                for (int64_t c = 0; c < nc; ++c)
+                    build_features(x_block + c * g.stride_c, tile, f, feat.data() + c * F * cols);
+                // dW[k][o] += sum_r F[k][r] gY^T[r][o], gY^T read in place from the channels-last copy of grad_y
+                // when the group's outputs fill whole vectors, else copied into a zero-padded tile.
+                const T* gy_rows = grad_y_cl + tile.n0 * g.out_channels + grp * og;
+                int64_t ld = g.out_channels;
+                if (og != og_cols) {
+                    for (int64_t r = 0; r < tile.count; ++r)
+                        std::copy_n(gy_rows + r * g.out_channels, og, gyt.data() + r * og_cols);
+                    gy_rows = gyt.data(), ld = og_cols;
+                }
+                gemm_acc<T>(kc, og_cols, tile.count, feat.data(), cols, 1, gy_rows, ld, dw.data(), og_cols);
+                if (!grad_x) continue;
+                // dF[k][r] = sum_o W[o][k] gY[o][r]
+                gather_grad(grad_y + grp * og * R, R, og, tile, gy.data());
+                std::fill(dfeat.begin(), dfeat.begin() + kc * cols, T(0));
+                gemm_acc<T>(kc, cols, og, w_block, 1, cg * F, gy.data(), cols, dfeat.data(), cols);
+                for (int64_t c = 0; c < nc; ++c) {
+                    patch_gradient(feat.data() + c * F * cols, dfeat.data() + c * F * cols, f, cols, dxp.data());
+                    T* dx_c = grad_x + (grp * cg + c0 + c) * g.height * g.width;
+                    for (int64_t r = 0; r < tile.count; ++r)
+                        for (int p = 0; p < f.patch; ++p) {
+                            const int64_t off = tile.plane_offset[p * cols + r];
+                            if (off >= 0) dx_c[off] += dxp[p * cols + r];
                         }
-                    // dW[k][o] += sum_r F[k][r] gY[o][r]
-                    gemm_acc<T>(kc, og_cols, tile.count, feat.data(), cols, 1, gyt.data(), og_cols, dw.data(),
-                                og_cols);
-                    if (!grad_x) continue;
-                    // dF[k][r] = sum_o W[o][k] gY[o][r]
-                    std::fill(dfeat.begin(), dfeat.begin() + kc * cols, T(0));
-                    gemm_acc<T>(kc, cols, og, w_block, 1, cg * F, gy.data(), cols, dfeat.data(), cols);
-                    for (int64_t c = 0; c < nc; ++c) {
-                        patch_gradient(feat.data() + c * F * cols, dfeat.data() + c * F * cols, f, cols, dxp.data());
-                        T* dx_c = grad_x + (b * g.channels + grp * cg + c0 + c) * g.height * g.width;
-                        for (int64_t r = 0; r < tile.count; ++r)
-                            for (int p = 0; p < f.patch; ++p) {
-                                const int64_t off = tile.plane_offset[p * cols + r];
-                                if (off >= 0) dx_c[off] += dxp[p * cols + r];
-                            }
-                    }
                 }
             }
             for (int64_t c = 0; c < nc; ++c)

@@ -23,13 +23,13 @@ void forward(std::uintptr_t x, std::uintptr_t weight, std::uintptr_t bias, std::
 }
 
 template <typename T>
-void backward(std::uintptr_t grad_y, std::uintptr_t x, std::uintptr_t weight, std::uintptr_t grad_x,
+void backward(std::uintptr_t grad_y, std::uintptr_t grad_y_cl, std::uintptr_t x, std::uintptr_t weight, std::uintptr_t grad_x,
               std::uintptr_t grad_weight, std::uintptr_t grad_bias, int64_t b, int64_t c, int64_t h, int64_t w,
               int64_t sb, int64_t sc, int64_t sh, int64_t sw, int64_t c_out, int kh, int kw, int sy, int sx, int ph,
               int pw, int dh, int dw, int groups, int order, int threads) {
     const Geometry g = geometry(b, c, h, w, sb, sc, sh, sw, c_out, kh, kw, sy, sx, ph, pw, dh, dw, groups, order);
     pybind11::gil_scoped_release release;
-    physkernels::cg2d::backward<T>(ptr<const T>(grad_y), ptr<const T>(x), ptr<const T>(weight), ptr<T>(grad_x),
+    physkernels::cg2d::backward<T>(ptr<const T>(grad_y), ptr<const T>(grad_y_cl), ptr<const T>(x), ptr<const T>(weight), ptr<T>(grad_x),
                                    ptr<T>(grad_weight), ptr<T>(grad_bias), g, threads);
 }
 

@@ -292,12 +292,14 @@ def _backward_cpp(grad, x, weight, weight2, weight3, bias, stride, padding, dila
     module, suffix = _cpp_module(x.dtype)
     packed = _packed_weights(weight, weight2, weight3)
     grad = grad.contiguous()
+    # The weight-gradient GEMM reads grad_y position-major (channels-last) in place.
+    grad_cl = grad.permute(0, 2, 3, 1).contiguous()
     dx = torch.zeros(x.shape, dtype=x.dtype, device=x.device) if compute_dx else None
     dpacked = torch.empty_like(packed)
     dbias = x.new_empty(weight.shape[0]) if bias is not None else None
     geometry = _geometry(x, weight, stride, padding, dilation, groups, 3 if weight3 is not None else 2)
     getattr(module, f"backward_{suffix}")(
-        grad.data_ptr(), x.data_ptr(), packed.data_ptr(), dx.data_ptr() if dx is not None else 0,
+        grad.data_ptr(), grad_cl.data_ptr(), x.data_ptr(), packed.data_ptr(), dx.data_ptr() if dx is not None else 0,
         dpacked.data_ptr(), dbias.data_ptr() if dbias is not None else 0, *geometry, torch.get_num_threads())
     return (dx, *_split_packed(dpacked, weight, weight2, weight3), dbias)
 
