@@ -267,7 +267,7 @@ def _geometry(x, weight, stride, padding, dilation, groups, order):
 def _split_packed(packed, weight, weight2, weight3):
     c_out, cg, kh, kw = weight.shape
     sizes = [kh * kw, weight2.shape[2]] + ([weight3.shape[2]] if weight3 is not None else [])
-    parts = [p.contiguous() for p in torch.split(packed, sizes, dim=2)]
+    parts = [p.clone(memory_format=torch.contiguous_format) for p in torch.split(packed, sizes, dim=2)]
     return parts[0].reshape(weight.shape), parts[1], (parts[2] if weight3 is not None else None)
 
 
