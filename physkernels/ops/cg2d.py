@@ -250,13 +250,6 @@ def _backward_reference(grad, x, weight, weight2, weight3, bias, stride, padding
     return (dx if compute_dx else None), dw1, dw2, dw3, dbias
 
 
-def _packed_weights(weight, weight2, weight3):
-    """(C_out, Cg, F): W1, W2 (and W3) side by side per channel, the feature order of the fused kernels."""
-    c_out, cg = weight.shape[:2]
-    parts = [weight.reshape(c_out, cg, -1), weight2] + ([weight3] if weight3 is not None else [])
-    return torch.cat(parts, dim=2).contiguous()
-
-
 def _geometry(x, weight, stride, padding, dilation, groups, order):
     """The integer arguments every compiled kernel takes, in its order."""
     b, c_in, h, w = x.shape
@@ -264,44 +257,36 @@ def _geometry(x, weight, stride, padding, dilation, groups, order):
     return [b, c_in, h, w, *x.stride(), c_out, kh, kw, *stride, *padding, *dilation, groups, order]
 
 
-def _split_packed(packed, weight, weight2, weight3):
-    c_out, cg, kh, kw = weight.shape
-    sizes = [kh * kw, weight2.shape[2]] + ([weight3.shape[2]] if weight3 is not None else [])
-    parts = [p.clone(memory_format=torch.contiguous_format) for p in torch.split(packed, sizes, dim=2)]
-    return parts[0].reshape(weight.shape), parts[1], (parts[2] if weight3 is not None else None)
+def _ptr(t: Optional[torch.Tensor]) -> int:
+    return 0 if t is None else t.data_ptr()
 
 
-def _cpp_module(dtype):
-    return _extensions.cpu().cg2d, {torch.float32: "f32", torch.float64: "f64"}[dtype]
+def _suffix(dtype) -> str:
+    return {torch.float32: "f32", torch.float64: "f64"}[dtype]
 
 
 @_forward.register("cpp")
 def _forward_cpp(x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
-    module, suffix = _cpp_module(x.dtype)
-    packed = _packed_weights(weight, weight2, weight3)
     y = x.new_empty(_out_shape(x, weight, stride, padding, dilation))
-    bias_ptr = bias.contiguous().data_ptr() if bias is not None else 0
     geometry = _geometry(x, weight, stride, padding, dilation, groups, 3 if weight3 is not None else 2)
-    getattr(module, f"forward_{suffix}")(x.data_ptr(), packed.data_ptr(), bias_ptr, y.data_ptr(), *geometry,
-                                         torch.get_num_threads())
+    getattr(_extensions.cpu().cg2d, f"forward_{_suffix(x.dtype)}")(
+        x.data_ptr(), weight.data_ptr(), weight2.data_ptr(), _ptr(weight3), _ptr(bias), y.data_ptr(), *geometry,
+        torch.get_num_threads())
     return y
 
 
 @_backward.register("cpp")
 def _backward_cpp(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
-    module, suffix = _cpp_module(x.dtype)
-    packed = _packed_weights(weight, weight2, weight3)
     grad = grad.contiguous()
-    # The weight-gradient GEMM reads grad_y position-major (channels-last) in place.
-    grad_cl = grad.permute(0, 2, 3, 1).contiguous()
     dx = torch.zeros(x.shape, dtype=x.dtype, device=x.device) if compute_dx else None
-    dpacked = torch.empty_like(packed)
-    dbias = x.new_empty(weight.shape[0]) if bias is not None else None
+    dw1, dw2 = torch.empty_like(weight), torch.empty_like(weight2)
+    dw3 = torch.empty_like(weight3) if weight3 is not None else None
+    dbias = torch.empty_like(bias) if bias is not None else None
     geometry = _geometry(x, weight, stride, padding, dilation, groups, 3 if weight3 is not None else 2)
-    getattr(module, f"backward_{suffix}")(
-        grad.data_ptr(), grad_cl.data_ptr(), x.data_ptr(), packed.data_ptr(), dx.data_ptr() if dx is not None else 0,
-        dpacked.data_ptr(), dbias.data_ptr() if dbias is not None else 0, *geometry, torch.get_num_threads())
-    return (dx, *_split_packed(dpacked, weight, weight2, weight3), dbias)
+    getattr(_extensions.cpu().cg2d, f"backward_{_suffix(x.dtype)}")(
+        grad.data_ptr(), x.data_ptr(), weight.data_ptr(), weight2.data_ptr(), _ptr(weight3), _ptr(dx),
+        dw1.data_ptr(), dw2.data_ptr(), _ptr(dw3), _ptr(dbias), *geometry, torch.get_num_threads())
+    return dx, dw1, dw2, dw3, dbias
 
 
 @_forward.register("triton")
@@ -322,32 +307,25 @@ def _backward_triton(grad, x, weight, weight2, weight3, bias, stride, padding, d
 
 @_forward.register("cuda")
 def _forward_cuda(x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
-    module = _extensions.cuda().cg2d
-    suffix = {torch.float32: "f32", torch.float64: "f64"}[x.dtype]
-    packed = _packed_weights(weight, weight2, None)
     y = x.new_empty(_out_shape(x, weight, stride, padding, dilation))
-    bias_ptr = bias.contiguous().data_ptr() if bias is not None else 0
     geometry = _geometry(x, weight, stride, padding, dilation, groups, 2)
-    getattr(module, f"forward_{suffix}")(x.data_ptr(), packed.data_ptr(), bias_ptr, y.data_ptr(), *geometry,
-                                         torch.cuda.current_stream(x.device).cuda_stream)
+    getattr(_extensions.cuda().cg2d, f"forward_{_suffix(x.dtype)}")(
+        x.data_ptr(), weight.data_ptr(), weight2.data_ptr(), _ptr(bias), y.data_ptr(), *geometry,
+        torch.cuda.current_stream(x.device).cuda_stream)
     return y
 
 
 @_backward.register("cuda")
 def _backward_cuda(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
-    module = _extensions.cuda().cg2d
-    suffix = {torch.float32: "f32", torch.float64: "f64"}[x.dtype]
-    packed = _packed_weights(weight, weight2, None)
     grad = grad.contiguous()
     dx = torch.empty(x.shape, dtype=x.dtype, device=x.device) if compute_dx else None
-    dpacked = torch.empty_like(packed)
-    dbias = x.new_empty(weight.shape[0]) if bias is not None else None
+    dw1, dw2 = torch.empty_like(weight), torch.empty_like(weight2)
+    dbias = torch.empty_like(bias) if bias is not None else None
     geometry = _geometry(x, weight, stride, padding, dilation, groups, 2)
-    getattr(module, f"backward_{suffix}")(
-        grad.data_ptr(), x.data_ptr(), packed.data_ptr(), dx.data_ptr() if dx is not None else 0,
-        dpacked.data_ptr(), dbias.data_ptr() if dbias is not None else 0, *geometry,
-        torch.cuda.current_stream(x.device).cuda_stream)
-    return (dx, *_split_packed(dpacked, weight, weight2, None), dbias)
+    getattr(_extensions.cuda().cg2d, f"backward_{_suffix(x.dtype)}")(
+        grad.data_ptr(), x.data_ptr(), weight.data_ptr(), weight2.data_ptr(), _ptr(dx), dw1.data_ptr(),
+        dw2.data_ptr(), _ptr(dbias), *geometry, torch.cuda.current_stream(x.device).cuda_stream)
+    return dx, dw1, dw2, None, dbias
 
 
 # ----------------------------------------------------------------------------------------------------------------
