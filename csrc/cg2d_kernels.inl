@@ -193,7 +193,7 @@ inline void patch_gradient(const T* feat, const T* dfeat, const Features& f, con
 }
 
 // Positions per tile (of the flattened batch x Ho x Wo index).
-constexpr int64_t kTilePositions = 64;
+constexpr int64_t kTilePositions = 128;
 
 template <typename T>
 void forward_impl(const T* x, const Weights<const T>& w, const T* bias, T* y, const Geometry& g, const Features& f,
@@ -202,17 +202,23 @@ void forward_impl(const T* x, const Weights<const T>& w, const T* bias, T* y, co
     const int64_t rt = std::min(kTilePositions, N), tiles = (N + rt - 1) / rt, cols = pad_cols<T>(rt);
     // Channels per feature chunk: keep the chunk's features (chunk * F * cols values) around 32 KiB.
     const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(cg, (32768 / sizeof(T)) / (F * cols)));
-    const int64_t tasks = g.groups * tiles;
+    // A task owns (group, tile, block of outputs). Few tiles (small batch x map): split the outputs so every
+    // thread gets work; each task then forms the tile's features itself.
+    const int64_t want = std::max<int64_t>(1, (2 * threads + g.groups * tiles - 1) / (g.groups * tiles));
+    const int64_t splits = std::max<int64_t>(1, std::min<int64_t>(want, og / (2 * kRowBlock)));
+    const int64_t ob = (og + splits - 1) / splits, tasks = g.groups * tiles * splits;
 #pragma omp parallel num_threads(threads)
     {
         Tile tile;
-        std::vector<T> feat(static_cast<size_t>(chunk * F * cols)), acc(static_cast<size_t>(og * cols));
+        std::vector<T> feat(static_cast<size_t>(chunk * F * cols)), acc(static_cast<size_t>(ob * cols));
 #pragma omp for schedule(dynamic)
         for (int64_t task = 0; task < tasks; ++task) {
-            const int64_t grp = task / tiles, t = task % tiles;
+            const int64_t grp = task / (tiles * splits), t = task / splits % tiles;
+            const int64_t o0 = task % splits * ob, no = std::min(ob, og - o0);
+            if (no <= 0) continue;
             tile.locate(g, f, t * rt, std::min(rt, N - t * rt), cols);
-            for (int64_t o = 0; o < og; ++o)
-                std::fill_n(acc.data() + o * cols, cols, bias ? bias[grp * og + o] : T(0));
+            for (int64_t o = 0; o < no; ++o)
+                std::fill_n(acc.data() + o * cols, cols, bias ? bias[grp * og + o0 + o] : T(0));
             for (int64_t c0 = 0; c0 < cg; c0 += chunk) {
                 const Layout l = layout(f, std::min(chunk, cg - c0));
                 for (int64_t c = 0; c < l.channels; ++c)
@@ -220,13 +226,13 @@ void forward_impl(const T* x, const Weights<const T>& w, const T* bias, T* y, co
                 for (int d = 0; d < 3; ++d) {
                     const int64_t per = l.per_channel[d];
                     if (per == 0) continue;
-                    gemm_acc<T>(og, cols, l.channels * per, w.w[d] + (grp * og * cg + c0) * per, cg * per, 1,
+                    gemm_acc<T>(no, cols, l.channels * per, w.w[d] + ((grp * og + o0) * cg + c0) * per, cg * per, 1,
                                 feat.data() + l.start(d) * cols, cols, acc.data(), cols);
                 }
             }
             for (int64_t r = 0; r < tile.count; ++r) {
-                T* y_r = y + (tile.image[r] * g.out_channels + grp * og) * R + tile.position[r];
-                for (int64_t o = 0; o < og; ++o) y_r[o * R] = acc[o * cols + r];
+                T* y_r = y + (tile.image[r] * g.out_channels + grp * og + o0) * R + tile.position[r];
+                for (int64_t o = 0; o < no; ++o) y_r[o * R] = acc[o * cols + r];
             }
         }
     }
