@@ -96,6 +96,38 @@ def _measure_all(impls, device, rounds, max_seconds):
             for name in calls}
 
 
+def _cpu_seconds(fn, rounds: int) -> float:
+    """Median process CPU time of ``fn()`` (one thread): unlike wall time, unaffected by other processes' load."""
+    fn()
+    samples = []
+    for _ in range(rounds):
+        start = time.process_time()
+        fn()
+        samples.append(time.process_time() - start)
+    return statistics.median(samples)
+
+
+def _single_thread_table(shapes, batch: int, rounds: int) -> ResultTable:
+    """fwd+bwd CPU time with one thread, for shared machines where wall-clock ratios are unreliable."""
+    table = ResultTable(
+        "cg2d_cpu_time", f"Single-thread fwd+bwd CPU time (process time, batch {batch}, float32, ms)",
+        ["shape", "cg2d", "unfold", "conv", "unfold/cg2d", "cg2d/conv"],
+        notes=["torch.set_num_threads(1) and time.process_time(): CPU seconds the process spent, so other processes "
+               "on a loaded machine do not inflate them (cache sharing still can)."])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name, channels, size, stride, dilation in shapes:
+            impls = _problem(channels, size, stride, dilation, batch, "cpu")
+            ms = {impl: _cpu_seconds(_closures(inputs, forward)[2], rounds) * 1e3
+                  for impl, (inputs, forward) in impls.items()}
+            table.add(shape=name, cg2d=ms["cg2d"], unfold=ms["unfold"], conv=ms["conv"],
+                      **{"unfold/cg2d": ms["unfold"] / ms["cg2d"], "cg2d/conv": ms["cg2d"] / ms["conv"]})
+    finally:
+        torch.set_num_threads(threads)
+    return table
+
+
 def run(quick: bool, device: str) -> list[ResultTable]:
     batches = (2,) if quick else (1, 32, 128)
     shapes = [SHAPES[0], SHAPES[2]] if quick else SHAPES
@@ -131,7 +163,10 @@ def run(quick: bool, device: str) -> list[ResultTable]:
             "unfold/conv peak mem": results["unfold"][3] / max(results["conv"][3], 1),
             "meets targets": "yes" if (speedup >= 3 and over_conv <= TIME_SLACK * FLOP_RATIO and memory <= 1.5)
             else "no"})
-    return [times, ratios]
+    tables = [times, ratios]
+    if torch.device(device).type == "cpu" and not quick:
+        tables.append(_single_thread_table(shapes, batch=32, rounds=5))
+    return tables
 
 
 def plot(json_path: str, png_path: str) -> str:
