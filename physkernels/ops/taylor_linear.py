@@ -133,6 +133,31 @@ def _backward_cpp(grad, x, weight, order, need_input, need_weight):
     return dx, dweight, dbias
 
 
+def _tables_for(x, order):
+    n = x.shape[1]
+    return _cached("rows", n, order, x.device), _cached("term_rows", n, order, x.device)
+
+
+@_forward.register("triton")
+def _forward_triton(x, weight, bias, order):
+    from ..kernels import taylor_triton
+
+    bias = bias.contiguous() if bias is not None else None
+    return taylor_triton.forward(x.contiguous(), weight.contiguous(), bias, *_tables_for(x, order))
+
+
+@_backward.register("triton")
+def _backward_triton(grad, x, weight, order, need_input, need_weight):
+    from ..kernels import taylor_triton
+
+    grad, x, weight = grad.contiguous(), x.contiguous(), weight.contiguous()
+    rows, term_rows = _tables_for(x, order)
+    dx = taylor_triton.backward_input(grad, x, weight, rows, term_rows) if need_input else torch.zeros_like(x)
+    dweight = (taylor_triton.backward_weight(grad, x, rows, term_rows, weight.shape[1]) if need_weight
+               else torch.zeros_like(weight))
+    return dx, dweight, grad.sum(0)
+
+
 @torch.library.custom_op("physkernels::taylor_linear", mutates_args=())
 def _taylor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, order: int) -> torch.Tensor:
     return _forward.get(x.device)(x, weight, bias, order)
