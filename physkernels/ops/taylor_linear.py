@@ -158,6 +158,43 @@ def _backward_triton(grad, x, weight, order, need_input, need_weight):
     return dx, dweight, grad.sum(0)
 
 
+def _cuda_kernels(x: torch.Tensor):
+    module = _extensions.cuda().taylor
+    suffix = {torch.float32: "_f32", torch.float64: "_f64"}[x.dtype]
+    return (getattr(module, "forward" + suffix), getattr(module, "backward_input" + suffix),
+            getattr(module, "backward_weight" + suffix), torch.cuda.current_stream(x.device).cuda_stream)
+
+
+@_forward.register("cuda")
+def _forward_cuda(x, weight, bias, order):
+    x, weight = x.contiguous(), weight.contiguous()
+    (batch, n), (out, terms) = x.shape, weight.shape
+    rows, _ = _tables_for(x, order)
+    forward, _, _, stream = _cuda_kernels(x)
+    y = x.new_empty(batch, out)
+    bias_ptr = bias.contiguous().data_ptr() if bias is not None else 0
+    forward(x.data_ptr(), weight.data_ptr(), bias_ptr, rows.data_ptr(), rows.shape[0], rows.shape[1], y.data_ptr(),
+            batch, n, out, terms, stream)
+    return y
+
+
+@_backward.register("cuda")
+def _backward_cuda(grad, x, weight, order, need_input, need_weight):
+    grad, x, weight = grad.contiguous(), x.contiguous(), weight.contiguous()
+    (batch, n), (out, terms) = x.shape, weight.shape
+    rows, term_rows = _tables_for(x, order)
+    _, backward_input, backward_weight, stream = _cuda_kernels(x)
+    dx, dweight = torch.zeros_like(x), torch.zeros_like(weight)
+    if need_input:
+        compensation = torch.zeros_like(x)  # scratch of the compensated dx sums
+        backward_input(grad.data_ptr(), x.data_ptr(), weight.data_ptr(), rows.data_ptr(), rows.shape[0],
+                       rows.shape[1], dx.data_ptr(), compensation.data_ptr(), batch, n, out, terms, stream)
+    if need_weight:
+        backward_weight(grad.data_ptr(), x.data_ptr(), rows.data_ptr(), rows.shape[1], term_rows.data_ptr(),
+                        dweight.data_ptr(), batch, n, out, terms, stream)
+    return dx, dweight, grad.sum(0)
+
+
 @torch.library.custom_op("physkernels::taylor_linear", mutates_args=())
 def _taylor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, order: int) -> torch.Tensor:
     return _forward.get(x.device)(x, weight, bias, order)
