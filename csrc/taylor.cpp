@@ -42,20 +42,28 @@ constexpr int kLanes = 16;                // batch samples per vector
 constexpr int kSubtiles = 4;              // forward/dx: vectors of samples per work item (share each W tile)
 constexpr int64_t kTermTile = 256;        // forward/dx: terms per tile
 constexpr int64_t kWeightTile = 64;       // dW: terms per work item (its dW columns)
-constexpr int kGroupSubtiles = 16;        // dW: vectors of samples contracted in registers per pass
+constexpr int kGroupSubtiles = 32;        // dW: vectors of samples contracted in registers per pass
+constexpr int kGradBlock = 8;             // dx: terms whose dL/dF is accumulated in registers at once
 
 template <typename S> struct VecOf;
-template <> struct VecOf<float> { typedef float type __attribute__((vector_size(kLanes * sizeof(float)))); };
-template <> struct VecOf<double> { typedef double type __attribute__((vector_size(kLanes * sizeof(double)))); };
+template <> struct VecOf<float> {
+    typedef float type __attribute__((vector_size(kLanes * sizeof(float))));
+    typedef int32_t index __attribute__((vector_size(kLanes * sizeof(int32_t))));
+};
+template <> struct VecOf<double> {
+    typedef double type __attribute__((vector_size(kLanes * sizeof(double))));
+    typedef int64_t index __attribute__((vector_size(kLanes * sizeof(int64_t))));
+};
 
 // A zero-filled heap array on a 128-byte boundary. (alignof of a 64-byte vector type is only 16 where the baseline
 // target lacks such vectors, but the AVX-512 clone assumes 64: std::vector would hand it misaligned memory.)
 template <typename T>
 class Buffer {
    public:
-    explicit Buffer(int64_t size) : data_(static_cast<T*>(std::aligned_alloc(kAlign, bytes(size)))) {
+    explicit Buffer(int64_t size, bool zero = true)
+        : data_(static_cast<T*>(std::aligned_alloc(kAlign, bytes(size)))) {
         if (data_ == nullptr) throw std::bad_alloc();
-        std::memset(static_cast<void*>(data_), 0, bytes(size));
+        if (zero) std::memset(static_cast<void*>(data_), 0, bytes(size));
     }
     ~Buffer() { std::free(data_); }
     Buffer(const Buffer&) = delete;
@@ -153,7 +161,12 @@ PHYSKERNELS_INLINE void forward_chunk(const S* x, const S* W, const S* bias, Row
             generate(rows, r0, t0, t1, n, &xt[s * n], F.data());
             int64_t a = 0;
             for (; a + 4 <= O; a += 4) contract_outputs<4>(W, T, a, t0, t1 - t0, F.data(), &sum[s * O], &comp[s * O]);
-            for (; a < O; ++a) contract_outputs<1>(W, T, a, t0, t1 - t0, F.data(), &sum[s * O], &comp[s * O]);
+            switch (O - a) {  // the last 1-3 outputs in one block: one pass over the feature tile
+                case 3: contract_outputs<3>(W, T, a, t0, t1 - t0, F.data(), &sum[s * O], &comp[s * O]); break;
+                case 2: contract_outputs<2>(W, T, a, t0, t1 - t0, F.data(), &sum[s * O], &comp[s * O]); break;
+                case 1: contract_outputs<1>(W, T, a, t0, t1 - t0, F.data(), &sum[s * O], &comp[s * O]); break;
+                default: break;
+            }
         }
     }
     for (int64_t s = 0; s < nsub; ++s)
@@ -161,6 +174,18 @@ PHYSKERNELS_INLINE void forward_chunk(const S* x, const S* W, const S* bias, Row
             for (int64_t a = 0; a < O; ++a)
                 y[(b0 + s * kLanes + l) * O + a] =
                     (sum[s * O + a][l] - comp[s * O + a][l]) + (bias ? bias[a] : S(0));
+}
+
+// G[k] = sum_a W[a, t + k] g[a] for k < K, accumulated in registers.
+template <int K, typename S, typename V>
+PHYSKERNELS_INLINE void feature_grad_block(const S* W, int64_t T, int64_t O, int64_t t, const V* g, V* G) {
+    V acc[K] = {};
+    for (int64_t a = 0; a < O; ++a) {
+        const V ga = g[a];
+        const S* w = W + a * T + t;
+        for (int k = 0; k < K; ++k) acc[k] += w[k] * ga;
+    }
+    for (int k = 0; k < K; ++k) G[k] = acc[k];
 }
 
 template <typename S>
@@ -180,15 +205,10 @@ PHYSKERNELS_INLINE void backward_input_chunk(const S* g, const S* x, const S* W,
             const V* xs = &xt[s * n];
             const V* gs = &gt[s * O];
             // G[k] = sum_a W[a, t0 + k] g[a]: the gradient of the loss with respect to the tile's features.
-            std::fill(G.data(), G.data() + len, V{});
-            int64_t a = 0;
-            for (; a + 4 <= O; a += 4) {
-                const S* w = W + a * T + t0;
-                for (int64_t k = 0; k < len; ++k)
-                    G[k] += w[k] * gs[a] + w[T + k] * gs[a + 1] + w[2 * T + k] * gs[a + 2] + w[3 * T + k] * gs[a + 3];
+            for (int64_t k0 = 0; k0 < len; k0 += kGradBlock) {
+                if (k0 + kGradBlock <= len) feature_grad_block<kGradBlock>(W, T, O, t0 + k0, gs, &G[k0]);
+                else for (int64_t k = k0; k < len; ++k) feature_grad_block<1>(W, T, O, t0 + k, gs, &G[k]);
             }
-            for (; a < O; ++a)
-                for (int64_t k = 0; k < len; ++k) G[k] += W[a * T + t0 + k] * gs[a];
             // Through F = p_r x_j: dx_j += G p_r, and dp_r = sum_j G x_j onto the prefix factors.
             std::fill(part.data(), part.data() + n, V{});
             int64_t t = t0;
@@ -218,14 +238,19 @@ PHYSKERNELS_INLINE void backward_input_chunk(const S* g, const S* x, const S* W,
             for (int64_t j = 0; j < n; ++j) dx[(b0 + s * kLanes + l) * n + j] = sum[s * n + j][l] - comp[s * n + j][l];
 }
 
-template <typename V>
-PHYSKERNELS_INLINE auto lane_sum(const V& v) {
-    auto total = v[0];
-    for (int l = 1; l < kLanes; ++l) total += v[l];
-    return total;
+// Sum of the 16 lanes by a shuffle tree (4 shuffles + 4 adds instead of 15 dependent scalar adds).
+template <typename S>
+PHYSKERNELS_INLINE S lane_sum(typename VecOf<S>::type v) {
+    using M = typename VecOf<S>::index;
+    v += __builtin_shuffle(v, M{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+    v += __builtin_shuffle(v, M{4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3});
+    v += __builtin_shuffle(v, M{2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1});
+    v += __builtin_shuffle(v, M{1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0});
+    return v[0];
 }
 
-// acc[(a+i) * kWeightTile + k + m] (+Kahan) += sum over the group's samples of g[b, a+i] F[b, k+m], i < A, m < 2
+// acc[(a+i) * kWeightTile + k + m] (+Kahan) += sum over the group's samples of g[b, a+i] F[b, k+m], i < A, m < 2:
+// 16-lane partials in registers over the group's sub-tiles, then one lane sum each.
 template <int A, typename S, typename V>
 PHYSKERNELS_INLINE void contract_weight_block(const V* gt, int64_t O, const V* F, int64_t nsub, int64_t a, int64_t k,
                                               S* acc, S* comp) {
@@ -239,30 +264,38 @@ PHYSKERNELS_INLINE void contract_weight_block(const V* gt, int64_t O, const V* F
         }
     }
     for (int i = 0; i < A; ++i)
-        for (int m = 0; m < 2; ++m) kahan_add(acc[(a + i) * kWeightTile + k + m], comp[(a + i) * kWeightTile + k + m],
-                                              lane_sum(c[i][m]));
+        for (int m = 0; m < 2; ++m) {
+            const int64_t at = (a + i) * kWeightTile + k + m;
+            kahan_add(acc[at], comp[at], lane_sum<S>(c[i][m]));
+        }
 }
 
+// dW[:, t0 : t0 + kWeightTile) from lane-major copies of x (nsub_total x n vectors) and g (nsub_total x O).
 template <typename S>
-PHYSKERNELS_INLINE void backward_weight_tile(const S* g, const S* x, RowTable rows, S* dW, int64_t t0, int64_t B,
-                                             int64_t n, int64_t O, int64_t T) {
+PHYSKERNELS_INLINE void backward_weight_tile(const typename VecOf<S>::type* xt, const typename VecOf<S>::type* gt,
+                                             int64_t nsub_total, RowTable rows, S* dW, int64_t t0, int64_t n,
+                                             int64_t O, int64_t T) {
     using V = typename VecOf<S>::type;
     const int64_t t1 = std::min(T, t0 + kWeightTile), len = t1 - t0, r0 = row_of_term(rows, t0);
-    Buffer<V> xt(n), gt(kGroupSubtiles * O), F(kGroupSubtiles * kWeightTile);
+    Buffer<V> F(kGroupSubtiles * kWeightTile, /*zero=*/false);
     Buffer<S> acc(O * kWeightTile), comp(O * kWeightTile);
-    constexpr int64_t group = kGroupSubtiles * kLanes;
-    for (int64_t g0 = 0; g0 < B; g0 += group) {
-        const int64_t nsub = (std::min(group, B - g0) + kLanes - 1) / kLanes;
+    for (int64_t s0 = 0; s0 < nsub_total; s0 += kGroupSubtiles) {
+        const int64_t nsub = std::min<int64_t>(kGroupSubtiles, nsub_total - s0);
         for (int64_t s = 0; s < nsub; ++s) {
-            const int64_t b0 = g0 + s * kLanes, lanes = std::min<int64_t>(kLanes, B - b0);
-            load_lanes(x, n, b0, lanes, n, xt.data());
-            load_lanes(g, O, b0, lanes, O, &gt[s * O]);
-            generate(rows, r0, t0, t1, n, xt.data(), &F[s * kWeightTile]);  // columns >= len stay 0
+            V* Fs = &F[s * kWeightTile];
+            generate(rows, r0, t0, t1, n, &xt[(s0 + s) * n], Fs);
+            std::fill(Fs + len, Fs + kWeightTile, V{});
         }
+        const V* gs = &gt[s0 * O];
         for (int64_t k = 0; k < len; k += 2) {
             int64_t a = 0;
-            for (; a + 4 <= O; a += 4) contract_weight_block<4>(gt.data(), O, F.data(), nsub, a, k, acc.data(), comp.data());
-            for (; a < O; ++a) contract_weight_block<1>(gt.data(), O, F.data(), nsub, a, k, acc.data(), comp.data());
+            for (; a + 4 <= O; a += 4) contract_weight_block<4>(gs, O, F.data(), nsub, a, k, acc.data(), comp.data());
+            switch (O - a) {
+                case 3: contract_weight_block<3>(gs, O, F.data(), nsub, a, k, acc.data(), comp.data()); break;
+                case 2: contract_weight_block<2>(gs, O, F.data(), nsub, a, k, acc.data(), comp.data()); break;
+                case 1: contract_weight_block<1>(gs, O, F.data(), nsub, a, k, acc.data(), comp.data()); break;
+                default: break;
+            }
         }
     }
     for (int64_t a = 0; a < O; ++a)
@@ -279,10 +312,10 @@ PHYSKERNELS_INLINE void backward_weight_tile(const S* g, const S* x, RowTable ro
                                                           int64_t T) {                                         \
         backward_input_chunk<S>(g, x, W, rows, dx, b0, nb, n, O, T);                                           \
     }                                                                                                          \
-    PHYSKERNELS_CLONES void backward_weight_tile_##suffix(const S* g, const S* x, RowTable rows, S* dW,          \
-                                                          int64_t t0, int64_t B, int64_t n, int64_t O,           \
-                                                          int64_t T) {                                         \
-        backward_weight_tile<S>(g, x, rows, dW, t0, B, n, O, T);                                               \
+    PHYSKERNELS_CLONES void backward_weight_tile_##suffix(const VecOf<S>::type* xt, const VecOf<S>::type* gt,    \
+                                                          int64_t nsub, RowTable rows, S* dW, int64_t t0,        \
+                                                          int64_t n, int64_t O, int64_t T) {                     \
+        backward_weight_tile<S>(xt, gt, nsub, rows, dW, t0, n, O, T);                                          \
     }                                                                                                          \
     PHYSKERNELS_INLINE void forward_chunk_any(const S* x, const S* W, const S* bias, RowTable rows, S* y,       \
                                               int64_t b0, int64_t nb, int64_t n, int64_t O, int64_t T) {         \
@@ -292,9 +325,10 @@ PHYSKERNELS_INLINE void backward_weight_tile(const S* g, const S* x, RowTable ro
                                                      int64_t b0, int64_t nb, int64_t n, int64_t O, int64_t T) {  \
         backward_input_chunk_##suffix(g, x, W, rows, dx, b0, nb, n, O, T);                                     \
     }                                                                                                          \
-    PHYSKERNELS_INLINE void backward_weight_tile_any(const S* g, const S* x, RowTable rows, S* dW, int64_t t0,  \
-                                                     int64_t B, int64_t n, int64_t O, int64_t T) {               \
-        backward_weight_tile_##suffix(g, x, rows, dW, t0, B, n, O, T);                                         \
+    PHYSKERNELS_INLINE void backward_weight_tile_any(const VecOf<S>::type* xt, const VecOf<S>::type* gt,         \
+                                                     int64_t nsub, RowTable rows, S* dW, int64_t t0, int64_t n,  \
+                                                     int64_t O, int64_t T) {                                     \
+        backward_weight_tile_##suffix(xt, gt, nsub, rows, dW, t0, n, O, T);                                    \
     }
 
 PHYSKERNELS_WORKERS(float, f32)
@@ -327,9 +361,22 @@ void backward_input(const S* grad, const S* x, const S* weight, RowTable rows, S
 template <typename S>
 void backward_weight(const S* grad, const S* x, RowTable rows, S* dweight, S* dbias, int64_t batch, int64_t n,
                      int64_t out, int64_t terms, int threads) {
-    const int64_t tiles = (terms + kWeightTile - 1) / kWeightTile;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(resolve_threads(threads))
-    for (int64_t i = 0; i < tiles; ++i) backward_weight_tile_any(grad, x, rows, dweight, i * kWeightTile, batch, n, out, terms);
+    using V = typename VecOf<S>::type;
+    const int nthreads = resolve_threads(threads);
+    if (terms > 0) {
+        // Lane-major copies of x and g (the size of the inputs), made once instead of once per term tile.
+        const int64_t nsub = (batch + kLanes - 1) / kLanes, tiles = (terms + kWeightTile - 1) / kWeightTile;
+        Buffer<V> xt(nsub * n), gt(nsub * out);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int64_t s = 0; s < nsub; ++s) {
+            const int64_t lanes = std::min<int64_t>(kLanes, batch - s * kLanes);
+            load_lanes(x, n, s * kLanes, lanes, n, &xt[s * n]);
+            load_lanes(grad, out, s * kLanes, lanes, out, &gt[s * out]);
+        }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+        for (int64_t i = 0; i < tiles; ++i)
+            backward_weight_tile_any(xt.data(), gt.data(), nsub, rows, dweight, i * kWeightTile, n, out, terms);
+    }
     if (dbias != nullptr) {
         for (int64_t a = 0; a < out; ++a) {
             S sum = 0, comp = 0;
