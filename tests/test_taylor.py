@@ -128,6 +128,20 @@ def test_float32_accuracy_at_order_4_on_49_inputs():
         assert (got.double() - want.detach()).abs().max().item() <= 2e-6 * scale
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_float32_small_against_float64_reference(backend):
+    x64, w64, b64 = _args(5, 3, 3, 20, seed=21)
+    x64 = x64.abs() / 2
+    g64 = random_tensor(20, 3, seed=22)
+    x, w, b = (t.float().requires_grad_() for t in (x64, w64, b64))
+    with physkernels.use_backend(backend):
+        taylor_linear(x, w, b, 3).backward(g64.float())
+    xr, wr, br = (t.clone().requires_grad_() for t in (x64, w64, b64))
+    reference_taylor_linear(xr, wr, br, 3).backward(g64)
+    for got, want in ((x.grad, xr.grad), (w.grad, wr.grad), (b.grad, br.grad)):
+        torch.testing.assert_close(got.double(), want, atol=1e-5 * want.abs().max().item(), rtol=1e-5)
+
+
 @pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="needs the compiled C++ backend")
 def test_cpp_results_do_not_depend_on_thread_count():
     x, w, b = _args(6, 3, 5, 150, seed=11, dtype=torch.float32)
