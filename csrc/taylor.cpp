@@ -335,26 +335,37 @@ PHYSKERNELS_WORKERS(float, f32)
 PHYSKERNELS_WORKERS(double, f64)
 #undef PHYSKERNELS_WORKERS
 
-constexpr int64_t kChunk = kSubtiles * kLanes;  // samples per forward/dx work item
+// Samples per forward/dx work item: up to kSubtiles 16-lane sub-tiles (they share each W tile), fewer when that
+// would leave threads idle. Every sample's arithmetic is the same whatever its chunk, so results do not change.
+inline int64_t chunk_size(int64_t batch, int threads) {
+    const int64_t subtiles = (batch + kLanes - 1) / kLanes;
+    const int64_t per_thread = (subtiles + resolve_threads(threads) - 1) / resolve_threads(threads);
+    return kLanes * std::max<int64_t>(1, std::min<int64_t>(kSubtiles, per_thread));
+}
+
+// Threads for a loop of `items` work items: no more threads than items (idle threads only cost wake-ups).
+inline int threads_for(int requested, int64_t items) {
+    return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(requested), items)));
+}
 
 }  // namespace
 
 template <typename S>
 void forward(const S* x, const S* weight, const S* bias, RowTable rows, S* y, int64_t batch, int64_t n,
              int64_t out, int64_t terms, int threads) {
-    const int64_t chunks = (batch + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(resolve_threads(threads))
+    const int64_t chunk = chunk_size(batch, threads), chunks = (batch + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_for(threads, chunks)) if (chunks > 1)
     for (int64_t c = 0; c < chunks; ++c)
-        forward_chunk_any(x, weight, bias, rows, y, c * kChunk, std::min(kChunk, batch - c * kChunk), n, out, terms);
+        forward_chunk_any(x, weight, bias, rows, y, c * chunk, std::min(chunk, batch - c * chunk), n, out, terms);
 }
 
 template <typename S>
 void backward_input(const S* grad, const S* x, const S* weight, RowTable rows, S* dx, int64_t batch, int64_t n,
                     int64_t out, int64_t terms, int threads) {
-    const int64_t chunks = (batch + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(resolve_threads(threads))
+    const int64_t chunk = chunk_size(batch, threads), chunks = (batch + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_for(threads, chunks)) if (chunks > 1)
     for (int64_t c = 0; c < chunks; ++c)
-        backward_input_chunk_any(grad, x, weight, rows, dx, c * kChunk, std::min(kChunk, batch - c * kChunk), n, out,
+        backward_input_chunk_any(grad, x, weight, rows, dx, c * chunk, std::min(chunk, batch - c * chunk), n, out,
                                  terms);
 }
 
@@ -362,18 +373,17 @@ template <typename S>
 void backward_weight(const S* grad, const S* x, RowTable rows, S* dweight, S* dbias, int64_t batch, int64_t n,
                      int64_t out, int64_t terms, int threads) {
     using V = typename VecOf<S>::type;
-    const int nthreads = resolve_threads(threads);
     if (terms > 0) {
         // Lane-major copies of x and g (the size of the inputs), made once instead of once per term tile.
         const int64_t nsub = (batch + kLanes - 1) / kLanes, tiles = (terms + kWeightTile - 1) / kWeightTile;
         Buffer<V> xt(nsub * n), gt(nsub * out);
-#pragma omp parallel for schedule(static) num_threads(nthreads)
+#pragma omp parallel for schedule(static) num_threads(threads_for(threads, nsub / 64 + 1)) if (nsub >= 128)
         for (int64_t s = 0; s < nsub; ++s) {
             const int64_t lanes = std::min<int64_t>(kLanes, batch - s * kLanes);
             load_lanes(x, n, s * kLanes, lanes, n, &xt[s * n]);
             load_lanes(grad, out, s * kLanes, lanes, out, &gt[s * out]);
         }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_for(threads, tiles)) if (tiles > 1)
         for (int64_t i = 0; i < tiles; ++i)
             backward_weight_tile_any(xt.data(), gt.data(), nsub, rows, dweight, i * kWeightTile, n, out, terms);
     }

@@ -84,7 +84,7 @@ def test_values_and_grads_match_reference(backend):
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_gradcheck(backend):
     n, order = (2, 2) if backend == "triton" else (3, 3)   # the interpreter is slow
-    x, w, b = _args(n, order, 2, 5, seed=3)
+    x, w, b = _args(n, order, 2, 3 if backend == "triton" else 5, seed=3)
     with physkernels.use_backend(backend):
         assert torch.autograd.gradcheck(lambda *a: taylor_linear(*a, order),
                                         (x.requires_grad_(), w.requires_grad_(), b.requires_grad_()))
@@ -92,7 +92,7 @@ def test_gradcheck(backend):
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_opcheck(backend):
-    x, w, b = _args(4, 2, 3, 6, seed=5)
+    x, w, b = _args(3, 2, 2, 4, seed=5)
     with physkernels.use_backend(backend):
         torch.library.opcheck(_taylor_linear, (x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), 2))
         torch.library.opcheck(_taylor_linear, (x, w, None, 2))
@@ -149,7 +149,7 @@ def test_cpp_results_do_not_depend_on_thread_count():
     results = []
     threads = torch.get_num_threads()
     try:
-        for t in (1, 3):
+        for t in (1, 4):  # 4 threads also changes the batch chunking
             torch.set_num_threads(t)
             xs, ws, bs = (a.clone().requires_grad_() for a in (x, w, b))
             with physkernels.use_backend("cpp"):
