@@ -15,7 +15,7 @@ n = 49 inputs (the paper's 7x7 images), 10 outputs, order 1..4, batch 256 and 40
 from __future__ import annotations
 
 import math
-import os
+import time
 
 import torch
 
@@ -71,6 +71,46 @@ def _equal_mac_gemm(macs: float, device: str):
     a = torch.randn(side, side, device=device)
     b = torch.randn(side, side, device=device)
     return (lambda: a @ b), side**3
+
+
+def _cpu_seconds(fn, repeats: int = 3) -> float:
+    """Least process CPU time of fn() over repeats (after one warm-up): robust to other load on a shared machine."""
+    fn()
+    best = math.inf
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def kernel_rates(orders=(3, 4), batch: int = 256) -> ResultTable:
+    """CPU, one thread, process CPU time: each fused contraction's rate vs a dense GEMM of equal MACs."""
+    table = ResultTable(
+        name="taylor_kernels_1thread",
+        title=f"TaylorLinear fused CPU kernels, 1 thread, process CPU time (n={N_INPUTS}, {N_OUTPUTS} outputs, "
+              f"batch {batch})",
+        columns=["order", "fwd GMAC/s", "dW GMAC/s", "dx GMAC/s", "GEMM GMAC/s", "fwd+bwd / GEMM"],
+        notes=["CPU time of this process (not wall time), so other load on the machine distorts it less; "
+               "GEMM: square-ish torch matmul with the same multiply-adds, also 1 thread."])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for order in orders:
+            x, weight, bias, grad = _inputs(batch, order, "cpu")
+            macs = batch * weight.shape[1] * N_OUTPUTS
+            backward = torch.ops.physkernels.taylor_linear_backward
+            t_fwd = _cpu_seconds(lambda: taylor_linear(x, weight, bias, order))
+            t_dw = _cpu_seconds(lambda: backward(grad, x, weight, order, False, True))
+            t_dx = _cpu_seconds(lambda: backward(grad, x, weight, order, True, False))
+            gemm, gemm_macs = _equal_mac_gemm(macs, "cpu")
+            t_gemm = _cpu_seconds(gemm) * macs / gemm_macs
+            table.add(**{"order": order, "fwd GMAC/s": macs / t_fwd / 1e9, "dW GMAC/s": macs / t_dw / 1e9,
+                         "dx GMAC/s": macs / t_dx / 1e9, "GEMM GMAC/s": macs / t_gemm / 1e9,
+                         "fwd+bwd / GEMM": (t_fwd + t_dw + t_dx) / t_gemm})
+    finally:
+        torch.set_num_threads(threads)
+    return table
 
 
 def run(quick: bool, device: str) -> list[ResultTable]:
@@ -129,4 +169,7 @@ def run(quick: bool, device: str) -> list[ResultTable]:
             t_gemm = median_time(gemm, device=device, **timing) * macs / gemm_macs
             row.update({"GEMM ms": 1e3 * t_gemm, "GEMM GMAC/s": macs / t_gemm / 1e9, "fwd+bwd / GEMM": t_fb / t_gemm})
             table.add(**row)
-    return [table]
+    tables = [table]
+    if device == "cpu" and not quick:
+        tables.append(kernel_rates())
+    return tables
