@@ -169,14 +169,14 @@ def plot_quadratic_stats(stats, path: str) -> None:
 
 
 def plot_class_maps(stats, path: str) -> None:
-    fig, axes = plt.subplots(2, 5, figsize=(13, 5.6))
+    fig, axes = plt.subplots(2, 5, figsize=(13, 6.4))
     for c, ax in enumerate(axes.flat):
         if c >= stats.class_maps.shape[0]:
             ax.axis("off")
             continue
         ax.imshow(stats.class_maps[c] + 1, cmap="Greys", vmin=0, vmax=5, interpolation="nearest")
         counts = "/".join(str(int(v)) for v in stats.class_level_counts[c])
-        ax.set_title(f"class {c}  L1..L5: {counts}", fontsize=7)
+        ax.set_title(f"class {c}\nL1..L5: {counts}", fontsize=7)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("Quadratic weights $W_{c, x_i x_j}$ by level (darker = larger), axes: pixel i, pixel j", fontsize=9)

@@ -238,11 +238,17 @@ def test_quadratic_weights_by_distance():
                                torch.ones(5, dtype=torch.float64))
     assert stats.distance_fraction_of_level[4, 0] == 1.0                 # all of L5 at d = 0
     assert stats.level_fraction_at_distance[0, -1] == 1.0                # the farthest pairs are all L1
-    assert (stats.class_level_counts == 9).all()                         # 45 weights, 5 equal levels
+    assert (stats.class_level_counts.sum(0) == 18).all()                 # 90 weights, 5 equal levels
+    assert (stats.class_level_counts.sum(1) == 45).all()
     assert (stats.class_maps == stats.class_maps.transpose(0, 2, 1)).all()
     i, j = 2, 6   # pixels (0, 2) and (2, 0)
     t = stats.pairs.tolist().index([i, j])
-    assert stats.distance[t] == pytest.approx(math.hypot(2, 2)) and stats.class_maps[1, i, j] == stats.class_level[1, t]
+    assert stats.distance[t] == pytest.approx(math.hypot(2, 2)) and stats.class_maps[1, i, j] == stats.level[1, t]
+    # one class shifted far up: all its weights land in the top levels of the shared thresholds
+    with torch.no_grad():
+        layer.weight[1, 9:] += 100
+    counts = quadratic_weights_by_distance(layer, (3, 3)).class_level_counts
+    assert counts[1, :2].sum() == 0 and counts[0, 3:].sum() == 0
 
 
 def test_quadratic_weights_bad_input():

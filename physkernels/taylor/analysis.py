@@ -3,10 +3,10 @@
 The quadratic terms x_i x_j (i <= j) of a TaylorLinear layer on an H x W image are taken from its weight. Their
 values are sorted ascending and split into five equal groups L1..L5 (L5 = largest values):
 
-* pooled over all output classes for Fig. 3: per distance d_ij, the fraction of weights in each level (panel a),
-  and per level, the fraction of its weights at each distance (panel b);
-* per class for Fig. 13: an n x n map (n = H * W pixels, symmetric) of the level of W[class, x_i x_j], plus the
-  count of weights per level.
+* Fig. 3, pooled over all output classes: per distance d_ij, the fraction of weights in each level (panel a), and
+  per level, the fraction of its weights at each distance (panel b);
+* Fig. 13, per class: an n x n map (n = H * W pixels, symmetric) of the level of W[class, x_i x_j] (the same
+  value thresholds for every class), plus the count of the class's weights in each level (the insets).
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ class QuadraticWeightStats:
     distance: np.ndarray            # (P,) Euclidean pixel distance d_ij (pixel units)
     weights: np.ndarray             # (O, P) the quadratic weights
     distances: np.ndarray           # (D,) distinct distances, ascending
-    pooled_level: np.ndarray        # (O, P) level 0..4 (L1..L5) ranked over all classes together (Fig. 3)
+    level: np.ndarray               # (O, P) level 0..4 (L1..L5), ranked over all classes together
     level_fraction_at_distance: np.ndarray  # (5, D): per distance, share of each level; columns sum to 1 (Fig. 3a)
     distance_fraction_of_level: np.ndarray  # (5, D): per level, share at each distance; rows sum to 1 (Fig. 3b)
-    class_level: np.ndarray         # (O, P) level 0..4 ranked within each class (Fig. 13)
-    class_maps: np.ndarray          # (O, n, n) symmetric map of class_level (Fig. 13)
-    class_level_counts: np.ndarray  # (O, 5) weights per level per class (Fig. 13 insets)
+    class_maps: np.ndarray          # (O, n, n) symmetric map of `level` per class (Fig. 13)
+    class_level_counts: np.ndarray  # (O, 5) weights of each class per level (Fig. 13 insets)
 
     def as_dict(self) -> dict:
         """JSON-friendly summary (no per-weight arrays)."""
@@ -85,10 +84,8 @@ def quadratic_weights_by_distance(layer, image_shape: tuple[int, int]) -> Quadra
     at_distance = counts / counts.sum(axis=0, keepdims=True)
     of_level = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
 
-    class_level = np.stack([_levels(row) for row in w])
     maps = np.zeros((w.shape[0], n, n), dtype=np.int64)
-    maps[:, i, j] = class_level
-    maps[:, j, i] = class_level
-    level_counts = np.stack([np.bincount(row, minlength=N_LEVELS) for row in class_level])
-    return QuadraticWeightStats(pairs, distance, w, distances, pooled, at_distance, of_level, class_level, maps,
-                                level_counts)
+    maps[:, i, j] = pooled
+    maps[:, j, i] = pooled
+    level_counts = np.stack([np.bincount(row, minlength=N_LEVELS) for row in pooled])
+    return QuadraticWeightStats(pairs, distance, w, distances, pooled, at_distance, of_level, maps, level_counts)
