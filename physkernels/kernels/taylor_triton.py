@@ -20,10 +20,10 @@ import triton.language as tl
 @triton.jit
 def _slot_index(rows_ptr, row, j, mask_t, s: tl.constexpr, ROW_WIDTH: tl.constexpr, PREFIX: tl.constexpr):
     """x column of factor slot s of each term (-1 where the term has no such factor)."""
-    if s == PREFIX:
-        return j
-    else:
-        return tl.load(rows_ptr + row * ROW_WIDTH + 3 + s, mask=mask_t, other=-1)
+    idx = j
+    if s < PREFIX:
+        idx = tl.load(rows_ptr + row * ROW_WIDTH + 3 + s, mask=mask_t, other=-1)
+    return idx
 
 
 @triton.jit
