@@ -115,7 +115,7 @@ def kernel_rates(orders=(3, 4), batch: int = 256) -> ResultTable:
 
 def run(quick: bool, device: str) -> list[ResultTable]:
     orders = (2, 3) if quick else (1, 2, 3, 4)
-    batches = (256,) if quick else (256, 4096)
+    batches = (128,) if quick else (256, 4096)
     timing = {"repeats": 3, "warmup": 1, "max_seconds": 0.5} if quick else {"repeats": 5, "max_seconds": 8.0}
     budget = _memory_budget(device)
     table = ResultTable(
