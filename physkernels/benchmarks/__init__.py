@@ -11,6 +11,7 @@ import importlib
 # name -> module; suites listed here run in this order.
 SUITES: dict[str, str] = {}
 SUITES["cg2d"] = "physkernels.benchmarks.cg2d"
+SUITES["taylor"] = "physkernels.benchmarks.taylor"
 
 
 def load_suite(name: str):

@@ -1,0 +1,194 @@
+"""Triton kernels of ``taylor_linear`` (fused: features are built per tile in registers, never stored).
+
+Feature tile F (BLOCK_B samples x BLOCK_T terms): term t sits in row r = term_rows[t] of the row table, whose
+prefix (<= order-1 indices, a lower-degree monomial) is multiplied by one more x, x[j] with
+j = j0_r + t - offset_r. So F = x[:, j] * prod_k x[:, prefix_k] (absent prefix slots are 1).
+
+* forward: y tile += F @ W_tile^T, tiles of terms added with Kahan compensation;
+* dW:      dW tile += g_tile^T @ F, over batch blocks (one program owns a dW tile: no atomics);
+* dx:      G = g @ W_tile (dL/dF); each factor slot s of the product receives G * (the other factors),
+           scattered onto x's columns with a one-hot matmul (deterministic, no atomics).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _slot_index(rows_ptr, row, j, mask_t, s: tl.constexpr, ROW_WIDTH: tl.constexpr, PREFIX: tl.constexpr):
+    """x column of factor slot s of each term (-1 where the term has no such factor)."""
+    idx = j
+    if s < PREFIX:
+        idx = tl.load(rows_ptr + row * ROW_WIDTH + 3 + s, mask=mask_t, other=-1)
+    return idx
+
+
+@triton.jit
+def _factor(x_rows, idx, mask2):
+    """x[b, idx[t]] as a (BLOCK_B, BLOCK_T) tile; 1 where idx < 0 (absent factor), 0 outside the masks."""
+    present = mask2 & (idx[None, :] >= 0)
+    value = tl.load(x_rows + idx[None, :], mask=present, other=1.0)
+    return tl.where(mask2, value, 0.0)
+
+
+@triton.jit
+def _term_columns(rows_ptr, term_rows_ptr, offs_t, mask_t, ROW_WIDTH: tl.constexpr):
+    """(row, j) of each term: its row and the x column multiplying the row's prefix."""
+    row = tl.load(term_rows_ptr + offs_t, mask=mask_t, other=0)
+    offset = tl.load(rows_ptr + row * ROW_WIDTH, mask=mask_t, other=0)
+    j0 = tl.load(rows_ptr + row * ROW_WIDTH + 1, mask=mask_t, other=0)
+    return row, j0 + offs_t - offset
+
+
+@triton.jit
+def _features(x_rows, rows_ptr, row, j, mask_t, mask2, ROW_WIDTH: tl.constexpr, PREFIX: tl.constexpr):
+    f = _factor(x_rows, j, mask2)
+    for s in tl.static_range(PREFIX):
+        f = f * _factor(x_rows, _slot_index(rows_ptr, row, j, mask_t, s, ROW_WIDTH, PREFIX), mask2)
+    return f
+
+
+@triton.jit
+def _forward_kernel(x_ptr, w_ptr, bias_ptr, rows_ptr, term_rows_ptr, y_ptr, B, n, O, T,
+                    HAS_BIAS: tl.constexpr, ROW_WIDTH: tl.constexpr, PREFIX: tl.constexpr,
+                    BLOCK_B: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_O: tl.constexpr):
+    offs_b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    offs_o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
+    mask_b, mask_o = offs_b < B, offs_o < O
+    x_rows = x_ptr + offs_b[:, None].to(tl.int64) * n
+    acc = tl.zeros((BLOCK_B, BLOCK_O), dtype=y_ptr.dtype.element_ty)
+    comp = tl.zeros((BLOCK_B, BLOCK_O), dtype=y_ptr.dtype.element_ty)
+    for t0 in range(0, T, BLOCK_T):
+        offs_t = t0 + tl.arange(0, BLOCK_T)
+        mask_t = offs_t < T
+        row, j = _term_columns(rows_ptr, term_rows_ptr, offs_t, mask_t, ROW_WIDTH)
+        f = _features(x_rows, rows_ptr, row, j, mask_t, mask_b[:, None] & mask_t[None, :], ROW_WIDTH, PREFIX)
+        w = tl.load(w_ptr + offs_o[None, :].to(tl.int64) * T + offs_t[:, None],
+                    mask=mask_t[:, None] & mask_o[None, :], other=0.0)
+        part = tl.dot(f, w, input_precision="ieee") - comp
+        total = acc + part
+        comp = (total - acc) - part
+        acc = total
+    acc = acc - comp
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + offs_o, mask=mask_o, other=0.0)[None, :]
+    tl.store(y_ptr + offs_b[:, None] * O + offs_o[None, :], acc, mask=mask_b[:, None] & mask_o[None, :])
+
+
+@triton.jit
+def _backward_weight_kernel(g_ptr, x_ptr, rows_ptr, term_rows_ptr, dw_ptr, B, n, O, T,
+                            ROW_WIDTH: tl.constexpr, PREFIX: tl.constexpr,
+                            BLOCK_B: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_O: tl.constexpr):
+    offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    offs_o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
+    mask_t, mask_o = offs_t < T, offs_o < O
+    row, j = _term_columns(rows_ptr, term_rows_ptr, offs_t, mask_t, ROW_WIDTH)
+    acc = tl.zeros((BLOCK_O, BLOCK_T), dtype=dw_ptr.dtype.element_ty)
+    comp = tl.zeros((BLOCK_O, BLOCK_T), dtype=dw_ptr.dtype.element_ty)
+    for b0 in range(0, B, BLOCK_B):
+        offs_b = b0 + tl.arange(0, BLOCK_B)
+        mask_b = offs_b < B
+        x_rows = x_ptr + offs_b[:, None].to(tl.int64) * n
+        f = _features(x_rows, rows_ptr, row, j, mask_t, mask_b[:, None] & mask_t[None, :], ROW_WIDTH, PREFIX)
+        g = tl.load(g_ptr + offs_b[:, None] * O + offs_o[None, :], mask=mask_b[:, None] & mask_o[None, :],
+                    other=0.0)
+        part = tl.dot(tl.trans(g), f, input_precision="ieee") - comp
+        total = acc + part
+        comp = (total - acc) - part
+        acc = total
+    tl.store(dw_ptr + offs_o[:, None].to(tl.int64) * T + offs_t[None, :], acc - comp,
+             mask=mask_o[:, None] & mask_t[None, :])
+
+
+@triton.jit
+def _backward_input_kernel(g_ptr, x_ptr, w_ptr, rows_ptr, term_rows_ptr, dx_ptr, B, n, O, T,
+                           ROW_WIDTH: tl.constexpr, PREFIX: tl.constexpr, BLOCK_B: tl.constexpr,
+                           BLOCK_T: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_N: tl.constexpr):
+    offs_b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    mask_b = offs_b < B
+    offs_i = tl.arange(0, BLOCK_N)
+    x_rows = x_ptr + offs_b[:, None].to(tl.int64) * n
+    acc = tl.zeros((BLOCK_B, BLOCK_N), dtype=dx_ptr.dtype.element_ty)
+    comp = tl.zeros((BLOCK_B, BLOCK_N), dtype=dx_ptr.dtype.element_ty)
+    for t0 in range(0, T, BLOCK_T):
+        offs_t = t0 + tl.arange(0, BLOCK_T)
+        mask_t = offs_t < T
+        mask2 = mask_b[:, None] & mask_t[None, :]
+        # G = dL/dF for this tile: g (B, O) @ W[:, tile] (O, T)
+        grad_f = tl.zeros((BLOCK_B, BLOCK_T), dtype=dx_ptr.dtype.element_ty)
+        for o0 in range(0, O, BLOCK_O):
+            offs_o = o0 + tl.arange(0, BLOCK_O)
+            mask_o = offs_o < O
+            g = tl.load(g_ptr + offs_b[:, None] * O + offs_o[None, :], mask=mask_b[:, None] & mask_o[None, :],
+                        other=0.0)
+            w = tl.load(w_ptr + offs_o[:, None].to(tl.int64) * T + offs_t[None, :],
+                        mask=mask_o[:, None] & mask_t[None, :], other=0.0)
+            grad_f += tl.dot(g, w, input_precision="ieee")
+        row, j = _term_columns(rows_ptr, term_rows_ptr, offs_t, mask_t, ROW_WIDTH)
+        part = tl.zeros((BLOCK_B, BLOCK_N), dtype=dx_ptr.dtype.element_ty)
+        for s in tl.static_range(PREFIX + 1):
+            others = grad_f
+            for m in tl.static_range(PREFIX + 1):
+                if m != s:
+                    others = others * _factor(x_rows, _slot_index(rows_ptr, row, j, mask_t, m, ROW_WIDTH, PREFIX),
+                                              mask2)
+            idx = _slot_index(rows_ptr, row, j, mask_t, s, ROW_WIDTH, PREFIX)
+            one_hot = ((idx[:, None] == offs_i[None, :]) & mask_t[:, None]).to(dx_ptr.dtype.element_ty)
+            part += tl.dot(others, one_hot, input_precision="ieee")
+        part = part - comp
+        total = acc + part
+        comp = (total - acc) - part
+        acc = total
+    tl.store(dx_ptr + offs_b[:, None] * n + offs_i[None, :], acc - comp, mask=mask_b[:, None] & (offs_i[None, :] < n))
+
+
+def _blocks(x: torch.Tensor, out: int) -> tuple[int, int, int]:
+    interpreted = x.device.type == "cpu"
+    block_b = 16 if interpreted else 32
+    block_t = 16 if interpreted else 64
+    block_o = max(16, min(64, triton.next_power_of_2(out)))
+    return block_b, block_t, block_o
+
+
+def forward(x, weight, bias, rows, term_rows):
+    """y (B, O) for contiguous x (B, n), weight (O, T); rows/term_rows from physkernels.taylor on x's device."""
+    (batch, n), (out, terms) = x.shape, weight.shape
+    y = x.new_empty(batch, out)
+    if batch == 0:
+        return y
+    bb, bt, bo = _blocks(x, out)
+    grid = (triton.cdiv(batch, bb), triton.cdiv(out, bo))
+    _forward_kernel[grid](x, weight, bias if bias is not None else weight, rows, term_rows, y, batch, n, out, terms,
+                          HAS_BIAS=bias is not None, ROW_WIDTH=rows.shape[1], PREFIX=rows.shape[1] - 3,
+                          BLOCK_B=bb, BLOCK_T=bt, BLOCK_O=bo)
+    return y
+
+
+def backward_weight(grad, x, rows, term_rows, terms):
+    """dW (O, T) = grad^T . features(x)."""
+    (batch, n), out = x.shape, grad.shape[1]
+    dweight = x.new_zeros(out, terms)
+    if batch == 0:
+        return dweight
+    bb, bt, bo = _blocks(x, out)
+    grid = (triton.cdiv(terms, bt), triton.cdiv(out, bo))
+    _backward_weight_kernel[grid](grad, x, rows, term_rows, dweight, batch, n, out, terms,
+                                  ROW_WIDTH=rows.shape[1], PREFIX=rows.shape[1] - 3,
+                                  BLOCK_B=bb, BLOCK_T=bt, BLOCK_O=bo)
+    return dweight
+
+
+def backward_input(grad, x, weight, rows, term_rows):
+    """dx (B, n) for the cotangent grad (B, O)."""
+    (batch, n), (out, terms) = x.shape, weight.shape
+    dx = torch.zeros_like(x)
+    if batch == 0:
+        return dx
+    bb, bt, bo = _blocks(x, out)
+    _backward_input_kernel[(triton.cdiv(batch, bb),)](
+        grad, x, weight, rows, term_rows, dx, batch, n, out, terms, ROW_WIDTH=rows.shape[1],
+        PREFIX=rows.shape[1] - 3, BLOCK_B=bb, BLOCK_T=bt, BLOCK_O=bo, BLOCK_N=max(16, triton.next_power_of_2(n)))
+    return dx

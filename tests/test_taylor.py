@@ -1,0 +1,317 @@
+"""TaylorLinear: monomial bookkeeping, every backend against the explicit-monomial float64 reference (values and
+all gradients), gradcheck, opcheck, torch.compile, float32 accuracy at order 4, pruning through optimizer steps,
+the Fig. 3 statistics, and bad input."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+import physkernels
+from physkernels.nn import TaylorLinear
+from physkernels.ops.taylor_linear import _taylor_linear, reference_features, reference_taylor_linear, taylor_linear
+from physkernels.taylor import (INDEX_LIMIT, monomial_count, monomials, quadratic_weights_by_distance, row_table,
+                                term_rows)
+from physkernels.testing import check_against_reference, random_tensor
+
+CPU_BACKENDS = [b for b in physkernels.available_backends("cpu")]
+# The Triton interpreter is slow: it gets the small end of the shape grid.
+TRITON_SHAPES = [(1, 1), (2, 3), (3, 2), (4, 4), (5, 1)]
+
+
+def _args(n, order, out, batch, seed, bias=True, dtype=torch.float64):
+    x = random_tensor(batch, n, dtype=dtype, seed=seed)
+    weight = random_tensor(out, monomial_count(n, order), dtype=dtype, seed=seed + 1)
+    b = random_tensor(out, dtype=dtype, seed=seed + 2) if bias else None
+    return x, weight, b
+
+
+# ---------------------------------------------------------------- monomials
+
+
+@pytest.mark.parametrize("n,order", [(1, 1), (1, 4), (3, 2), (4, 4), (7, 3), (49, 2)])
+def test_monomials_order_and_count(n, order):
+    want = [m for d in range(1, order + 1) for m in itertools.combinations_with_replacement(range(n), d)]
+    assert monomials(n, order) == want
+    assert monomial_count(n, order) == len(want) == math.comb(n + order, order) - 1
+
+
+def test_paper_term_count():
+    # 49 inputs (7x7 images), fourth order: C(53, 4) - 1 terms plus the bias (the paper's "about 293 thousand").
+    assert monomial_count(49, 4) == 292_824
+
+
+@pytest.mark.parametrize("n,order", [(1, 3), (3, 3), (5, 4), (6, 1)])
+def test_row_table_rebuilds_every_monomial(n, order):
+    table, rows = row_table(n, order), term_rows(n, order)
+    rebuilt = []
+    for r, (offset, j0, nprefix, *prefix) in enumerate(table.tolist()):
+        assert all(rows[offset + k] == r for k in range(n - j0))
+        rebuilt += [tuple(prefix[:nprefix]) + (j,) for j in range(j0, n)]
+    assert rebuilt == monomials(n, order)
+
+
+def test_reference_features_are_the_monomials():
+    x = random_tensor(3, 4, seed=0)
+    feats = reference_features(x, 3)
+    for t, m in enumerate(monomials(4, 3)):
+        torch.testing.assert_close(feats[:, t], torch.stack([x[:, i] for i in m]).prod(0))
+
+
+# ---------------------------------------------------------------- op vs reference
+
+
+def _shapes(backend):
+    if backend == "triton":
+        return TRITON_SHAPES
+    return [(n, order) for n in range(1, 9) for order in range(1, 5)]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_values_and_grads_match_reference(backend):
+    gen = torch.Generator().manual_seed(7)
+    for i, (n, order) in enumerate(_shapes(backend)):
+        out = int(torch.randint(1, 12, (1,), generator=gen))
+        batch = int(torch.randint(1, 40 if backend != "triton" else 20, (1,), generator=gen))
+        args = _args(n, order, out, batch, seed=100 + i, bias=(i % 3 != 0))
+        with physkernels.use_backend(backend):
+            check_against_reference(lambda x, w, b: taylor_linear(x, w, b, order),
+                                     lambda x, w, b: reference_taylor_linear(x, w, b, order), args,
+                                     names=["x", "weight", "bias"][:2 + (args[2] is not None)])
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_gradcheck(backend):
+    n, order = (2, 2) if backend == "triton" else (3, 3)   # the interpreter is slow
+    x, w, b = _args(n, order, 2, 3 if backend == "triton" else 5, seed=3)
+    with physkernels.use_backend(backend):
+        assert torch.autograd.gradcheck(lambda *a: taylor_linear(*a, order),
+                                        (x.requires_grad_(), w.requires_grad_(), b.requires_grad_()))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_opcheck(backend):
+    x, w, b = _args(3, 2, 2, 4, seed=5)
+    with physkernels.use_backend(backend):
+        torch.library.opcheck(_taylor_linear, (x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), 2))
+        torch.library.opcheck(_taylor_linear, (x, w, None, 2))
+
+
+def test_torch_compile_fullgraph():
+    layer = TaylorLinear(5, 3, order=3).double()
+    x = random_tensor(2, 7, 5, seed=9)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    y = compiled(x)
+    torch.testing.assert_close(y, reference_taylor_linear(x, layer.weight, layer.bias, 3))
+    y.sum().backward()
+    want = torch.autograd.grad(reference_taylor_linear(x, layer.weight, layer.bias, 3).sum(), layer.weight)[0]
+    torch.testing.assert_close(layer.weight.grad, want)
+
+
+@pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="needs the compiled C++ backend")
+def test_float32_accuracy_at_order_4_on_49_inputs():
+    # The paper's size: 292,824 terms. Pixel-like inputs in [0, 1]; float32 kernel vs the float64 reference.
+    x64 = torch.rand(20, 49, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    w64 = random_tensor(10, monomial_count(49, 4), seed=1) / 100
+    b64, g64 = random_tensor(10, seed=2), random_tensor(20, 10, seed=3)
+    x, w, b = (t.float().requires_grad_() for t in (x64, w64, b64))
+    with physkernels.use_backend("cpp"):
+        y = taylor_linear(x, w, b, 4)
+    y.backward(g64.float())
+    # float64 truth, from the reference with float64 inputs
+    xr, wr, br = (t.clone().requires_grad_() for t in (x64, w64, b64))
+    yr = reference_taylor_linear(xr, wr, br, 4)
+    yr.backward(g64)
+    for got, want in ((y, yr), (x.grad, xr.grad), (w.grad, wr.grad), (b.grad, br.grad)):
+        scale = want.abs().max().item()
+        assert (got.double() - want.detach()).abs().max().item() <= 2e-6 * scale
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_float32_small_against_float64_reference(backend):
+    x64, w64, b64 = _args(5, 3, 3, 20, seed=21)
+    x64 = x64.abs() / 2
+    g64 = random_tensor(20, 3, seed=22)
+    x, w, b = (t.float().requires_grad_() for t in (x64, w64, b64))
+    with physkernels.use_backend(backend):
+        taylor_linear(x, w, b, 3).backward(g64.float())
+    xr, wr, br = (t.clone().requires_grad_() for t in (x64, w64, b64))
+    reference_taylor_linear(xr, wr, br, 3).backward(g64)
+    for got, want in ((x.grad, xr.grad), (w.grad, wr.grad), (b.grad, br.grad)):
+        torch.testing.assert_close(got.double(), want, atol=1e-5 * want.abs().max().item(), rtol=1e-5)
+
+
+@pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="needs the compiled C++ backend")
+def test_cpp_results_do_not_depend_on_thread_count():
+    x, w, b = _args(6, 3, 5, 150, seed=11, dtype=torch.float32)
+    g = random_tensor(150, 5, seed=12, dtype=torch.float32)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for t in (1, 4):  # 4 threads also changes the batch chunking
+            torch.set_num_threads(t)
+            xs, ws, bs = (a.clone().requires_grad_() for a in (x, w, b))
+            with physkernels.use_backend("cpp"):
+                taylor_linear(xs, ws, bs, 3).backward(g)
+            results.append((taylor_linear(x, w, b, 3), xs.grad, ws.grad, bs.grad))
+    finally:
+        torch.set_num_threads(threads)
+    for a, c in zip(*results):
+        assert torch.equal(a, c)
+
+
+def test_leading_dims_no_bias_and_empty_batch():
+    x, w, _ = _args(3, 2, 4, 6, seed=13)
+    y = taylor_linear(x.reshape(2, 3, 3), w, None, 2)
+    torch.testing.assert_close(y, reference_taylor_linear(x, w, None, 2).reshape(2, 3, 4))
+    assert taylor_linear(x[:0], w, None, 2).shape == (0, 4)
+
+
+# ---------------------------------------------------------------- layer and pruning
+
+
+def test_layer_shapes_and_reference():
+    layer = TaylorLinear(4, 3, order=2, dtype=torch.float64)
+    assert layer.weight.shape == (3, 14)
+    x = random_tensor(5, 4, seed=14)
+    torch.testing.assert_close(layer(x), reference_taylor_linear(x, layer.weight, layer.bias, 2))
+
+
+@pytest.mark.parametrize("make_optimizer", [
+    lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
+    lambda p: torch.optim.Adam(p, lr=0.05, weight_decay=0.01),
+    lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.1),
+], ids=["sgd-momentum-wd", "adam-wd", "adamw"])
+def test_pruned_weights_stay_zero_through_optimizer_steps(make_optimizer):
+    torch.manual_seed(0)
+    layer = TaylorLinear(5, 4, order=3, dtype=torch.float64)
+    x, target = random_tensor(32, 5, seed=15), random_tensor(32, 4, seed=16)
+    optimizer = make_optimizer(layer.parameters())
+    for _ in range(3):  # build momentum / Adam moments on every coefficient first
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(layer(x), target).backward()
+        optimizer.step()
+    before = layer.weight.detach().clone()
+    mask = layer.prune(0.3)
+    assert mask.sum().item() == round(0.3 * layer.weight.numel())
+    kept_min = before.abs()[mask].min()
+    assert (before.abs()[~mask] <= kept_min).all()           # the largest |W| are the ones kept
+    for _ in range(5):
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(layer(x), target).backward()
+        assert (layer.weight.grad[~mask] == 0).all()
+        optimizer.step()
+    y = layer(x)
+    assert (layer.weight[~mask] == 0).all() and (layer.effective_weight()[~mask] == 0).all()
+    assert not torch.equal(layer.weight[mask], before[mask])  # the kept ones did train
+    masked = torch.where(mask, layer.weight, torch.zeros_like(layer.weight))
+    torch.testing.assert_close(y, reference_taylor_linear(x, masked, layer.bias, 3))
+    assert layer.kept_fraction == pytest.approx(0.3, abs=1e-3)
+
+
+def test_prune_state_dict_round_trip_and_compounding():
+    layer = TaylorLinear(3, 2, order=2)
+    layer.prune(0.5)
+    layer.prune(0.25)
+    assert layer.weight_mask.sum().item() == round(0.25 * layer.weight.numel())
+    fresh = TaylorLinear(3, 2, order=2)
+    fresh.load_state_dict(layer.state_dict())
+    assert torch.equal(fresh.weight_mask, layer.weight_mask)
+
+
+# ---------------------------------------------------------------- Fig. 3 / Fig. 13 statistics
+
+
+def test_quadratic_weights_by_distance():
+    layer = TaylorLinear(9, 2, order=2, dtype=torch.float64)
+    stats0 = quadratic_weights_by_distance(layer, (3, 3))
+    # Make the quadratic weights decrease with pixel distance: level L5 must sit at distance 0 only.
+    with torch.no_grad():
+        layer.weight[:, 9:] = -torch.as_tensor(stats0.distance)[None, :] + torch.tensor([[0.0], [0.001]])
+    stats = quadratic_weights_by_distance(layer, (3, 3))
+    assert stats.pairs.shape == (45, 2) and stats.weights.shape == (2, 45)
+    assert stats.distances[0] == 0 and stats.distances[-1] == pytest.approx(math.hypot(2, 2))
+    torch.testing.assert_close(torch.as_tensor(stats.level_fraction_at_distance.sum(0)),
+                               torch.ones(len(stats.distances), dtype=torch.float64))
+    torch.testing.assert_close(torch.as_tensor(stats.distance_fraction_of_level.sum(1)),
+                               torch.ones(5, dtype=torch.float64))
+    assert stats.distance_fraction_of_level[4, 0] == 1.0                 # all of L5 at d = 0
+    assert stats.level_fraction_at_distance[0, -1] == 1.0                # the farthest pairs are all L1
+    assert (stats.class_level_counts.sum(0) == 18).all()                 # 90 weights, 5 equal levels
+    assert (stats.class_level_counts.sum(1) == 45).all()
+    assert (stats.class_maps == stats.class_maps.transpose(0, 2, 1)).all()
+    i, j = 2, 6   # pixels (0, 2) and (2, 0)
+    t = stats.pairs.tolist().index([i, j])
+    assert stats.distance[t] == pytest.approx(math.hypot(2, 2)) and stats.class_maps[1, i, j] == stats.level[1, t]
+    # one class shifted far up: all its weights land in the top levels of the shared thresholds
+    with torch.no_grad():
+        layer.weight[1, 9:] += 100
+    counts = quadratic_weights_by_distance(layer, (3, 3)).class_level_counts
+    assert counts[1, :2].sum() == 0 and counts[0, 3:].sum() == 0
+
+
+def test_quadratic_weights_bad_input():
+    with pytest.raises(ValueError, match="image_shape"):
+        quadratic_weights_by_distance(TaylorLinear(9, 2, order=2), (3, 4))
+    with pytest.raises(ValueError, match="order >= 2"):
+        quadratic_weights_by_distance(TaylorLinear(9, 2, order=1), (3, 3))
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_input():
+    x, w, b = _args(3, 2, 2, 4, seed=17)
+    with pytest.raises(ValueError, match="order must be >= 1"):
+        taylor_linear(x, w, b, 0)
+    with pytest.raises(TypeError, match="order must be an int"):
+        taylor_linear(x, w, b, 2.0)
+    with pytest.raises(ValueError, match=r"weight must have shape \(out_features, 9\)"):
+        taylor_linear(x, w[:, :-1], b, 2)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        taylor_linear(x, w, b[:1], 2)
+    with pytest.raises(TypeError, match="x must be float32 or float64"):
+        taylor_linear(x.long(), w, b, 2)
+    with pytest.raises(TypeError, match="weight must match x's dtype"):
+        taylor_linear(x, w.float(), b, 2)
+    with pytest.raises(ValueError, match="order must be >= 1"):
+        TaylorLinear(3, 2, order=0)
+    with pytest.raises(ValueError, match="in_features=3"):
+        TaylorLinear(3, 2, order=2)(random_tensor(4, 5, dtype=torch.float32, seed=0))
+    with pytest.raises(ValueError, match="fraction"):
+        TaylorLinear(3, 2, order=2).prune(0.0)
+
+
+def test_term_count_overflow_is_a_clear_error():
+    # C(2004, 4) - 1 ~ 6.7e11 terms cannot be indexed with int32.
+    with pytest.raises(ValueError, match="int32 term index"):
+        monomial_count(2000, 4)
+    with pytest.raises(ValueError, match="int32 term index"):
+        TaylorLinear(2000, 2, order=4)
+    with pytest.raises(ValueError, match="int32 term index"):
+        taylor_linear(torch.zeros(1, 2000), torch.zeros(1, 1), None, 4)
+    assert monomial_count(65535, 1) <= INDEX_LIMIT
+
+
+# ---------------------------------------------------------------- driver
+
+
+def test_driver_quick_on_digits(tmp_path):
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from models.taylor_expansion import main
+
+    results = main(["--quick", "--orders", "2", "--prune-fractions", "0.5", "--out", str(tmp_path)])
+    for name in ("results.json", "fig2_accuracy_vs_order.png", "fig3_quadratic_weights.png",
+                 "fig13_class_maps.png", "pruning.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    by_order = {r["order"]: r for r in results["accuracy_vs_order"]}
+    assert by_order[2]["n_terms"] == monomial_count(49, 2)
+    assert by_order[2]["test_accuracy"] > 0.5            # 10 classes: chance is 0.1
+    assert results["pruning"]["runs"][0]["zero_coefficients_held"]
+    assert len(results["quadratic_weights"]["distances"]) > 1
