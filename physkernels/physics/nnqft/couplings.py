@@ -135,8 +135,8 @@ def fit_power_law(x, y, y_err) -> PowerLawFit:
     sigma = (y_err / y.abs()).clamp_min(1e-12)
     w = 1 / sigma**2
     design = torch.stack([lx, torch.ones_like(lx)], 1)
+    slope, intercept = torch.linalg.lstsq(design * w.sqrt()[:, None], (ly * w.sqrt())[:, None]).solution[:, 0].tolist()
     cov = torch.linalg.inv(design.T @ (w[:, None] * design))
-    slope, intercept = (cov @ design.T @ (w * ly)).tolist()
     resid = ly - slope * lx - intercept
     chi2 = float((w * resid**2).sum()) / max(1, x.numel() - 2)
     return PowerLawFit(slope, intercept, math.sqrt(float(cov[0, 0]) * max(1.0, chi2)), chi2)
