@@ -61,23 +61,32 @@ def u4(green: GreenFunctions) -> torch.Tensor:
     return -(green.per_bag[:, rows] - green.gaussian[rows]) / leg_integral(legs, green.law.sigma_w)
 
 
+def _six_leg_disconnected_index(green: GreenFunctions, rows: torch.Tensor):
+    """For each 6-point combo and each of its 15 (pair | quad) splits: the pair's point indices and the quad's
+    column among the 4-point combos. Shapes (n_combos_6, 15)."""
+    rows4 = green.order(4)
+    col4 = {green.table.combos[r]: i for i, r in enumerate(rows4.tolist())}
+    pair_a, pair_b, quad = [], [], []
+    for row in rows.tolist():
+        combo = green.table.combos[row]
+        splits = list(itertools.combinations(range(6), 2))
+        pair_a.append([combo[a] for a, _ in splits])
+        pair_b.append([combo[b] for _, b in splits])
+        quad.append([col4[tuple(sorted(combo[i] for i in range(6) if i not in (a, b)))] for a, b in splits])
+    return rows4, torch.tensor(pair_a), torch.tensor(pair_b), torch.tensor(quad)
+
+
 def u6(green: GreenFunctions) -> torch.Tensor:
     """Connected six-leg coupling per bag and 6-point combo: (n_bags, n_combos_6) (see module docstring)."""
     _require_gauss(green)
     rows, legs = _legs(green, 6)
-    rows4 = green.order(4)
-    delta4 = green.per_bag[:, rows4] - green.gaussian[rows4]
-    col4 = {green.table.combos[r]: i for i, r in enumerate(rows4.tolist())}
-    pts = green.points
-    k = green.law.sigma_b**2 + green.law.sigma_w**2 * torch.exp(
-        -green.law.sigma_w**2 * torch.cdist(pts, pts) ** 2 / (2 * pts.shape[1]))
-    connected = green.per_bag[:, rows] - green.gaussian[rows]
-    for c, row in enumerate(rows.tolist()):
-        combo = green.table.combos[row]
-        for a, b in itertools.combinations(range(6), 2):
-            quad = tuple(sorted(combo[i] for i in range(6) if i not in (a, b)))
-            connected[:, c] -= k[combo[a], combo[b]] * delta4[:, col4[quad]]
-    return -connected / leg_integral(legs, green.law.sigma_w)
+    rows4, pair_a, pair_b, quad = _six_leg_disconnected_index(green, rows)
+    delta4 = green.per_bag[:, rows4] - green.gaussian[rows4]  # (n_bags, n_combos_4)
+    pts, law = green.points, green.law
+    k = law.sigma_b**2 + law.sigma_w**2 * torch.exp(-law.sigma_w**2 * torch.cdist(pts, pts) ** 2 / (2 * pts.shape[1]))
+    disconnected = (k[pair_a, pair_b] * delta4[:, quad]).sum(-1)  # (n_bags, n_combos_6)
+    connected = green.per_bag[:, rows] - green.gaussian[rows] - disconnected
+    return -connected / leg_integral(legs, law.sigma_w)
 
 
 def exact_four_point_deviation(points, combos, width: int, sigma_w: float, sigma_b: float) -> torch.Tensor:
