@@ -36,6 +36,9 @@ void ensemble_green(const EnsembleSpec& spec, std::int64_t first_bag, std::int64
                     const std::int32_t* parent, const std::int32_t* point, int n_combos, double* partial, double* out,
                     int threads);
 
+// Instruction set of the kernel copy in use: "avx512", "avx2" or "baseline" (capped by PHYSKERNELS_NNQFT_ISA).
+const char* selected_isa();
+
 // Raw Philox4x32-10 blocks for tests: out[i] = philox(counters[i], key) for n blocks of four words.
 void philox_blocks(const std::uint32_t* counters, std::int64_t n, std::uint32_t key0, std::uint32_t key1,
                    std::uint32_t* out);

@@ -21,7 +21,7 @@
 #define NNQFT_HD __host__ __device__ __forceinline__
 #define NNQFT_UNROLL _Pragma("unroll")
 #else
-#define NNQFT_HD inline __attribute__((always_inline))
+#define NNQFT_HD static inline __attribute__((always_inline))
 #define NNQFT_UNROLL _Pragma("GCC unroll 16")
 #endif
 

@@ -1,4 +1,6 @@
 // physkernels._C.nnqft: NN-QFT ensemble kernels (raw pointers from tensor.data_ptr(); float64 points and results).
+#include <string>
+
 #include "nnqft.h"
 #include "registry.h"
 
@@ -17,6 +19,8 @@ EnsembleSpec make_spec(std::uintptr_t points, int n_points, int d_in, std::uint3
 PHYSKERNELS_SUBMODULE(nnqft, m) {
     namespace py = pybind11;
     m.attr("nets_per_chunk") = physkernels::nnqft::kNetsPerChunk;
+    m.def("isa", [] { return std::string(physkernels::nnqft::selected_isa()); },
+          "instruction set of the ensemble kernel in use (avx512, avx2 or baseline)");
     m.def(
         "outputs",
         [](std::uintptr_t points, int n_points, int d_in, std::uint32_t width, double sigma_w, double sigma_b,

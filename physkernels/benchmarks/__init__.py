@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 
 # name -> module; suites listed here run in this order.
-SUITES: dict[str, str] = {}
+SUITES: dict[str, str] = {
+    "nnqft": "physkernels.benchmarks.nnqft",
+}
 
 
 def load_suite(name: str):
