@@ -59,6 +59,7 @@ def run_fig1(args: argparse.Namespace) -> dict:
                 continue
             row[f"m_{n}"] = g.m[idx].tolist()
             row[f"m_{n}_per_bag_mean"] = g.m_per_bag[:, idx].mean(1).tolist()
+            row[f"m_{n}_per_bag"] = g.m_per_bag[:, idx].flatten().tolist()
             row[f"background_{n}"] = g.background[idx].tolist()
             row[f"m_{n}_stats"] = _stats(g.m[idx])
         idx4 = g.order(4)

@@ -26,40 +26,50 @@ def _save(fig, out_dir: str, name: str) -> str:
 
 def plot_fig1(result: dict, out_dir: str) -> list[str]:
     rows = result["widths"]
-    colors = plt.cm.viridis(np.linspace(0, 0.95, len(rows)))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    for key, ax in zip(("m_2", "m_4"), axes):
-        values = [np.asarray(r[key]) for r in rows]
-        lo, hi = min(v.min() for v in values), max(v.max() for v in values)
-        bins = np.linspace(lo, hi, 40) if hi > lo else 10
-        for r, v, c in zip(rows, values, colors):
-            ax.hist(v, bins=bins, histtype="step", lw=1.8, color=c, label=f"N = {r['width']}")
-        ax.axvline(0, color="k", lw=0.8)
-        ax.set_xlabel(f"${key[0]}_{key[2]}$ = $\\Delta G^{{({key[2]})}} / G_0^{{({key[2]})}}$")
-        ax.set_ylabel("number of point combinations")
-    axes[0].set_title("2-point deviation: independent of N")
-    axes[1].set_title("4-point deviation: shrinks with N")
-    axes[1].legend(ncol=2, frameon=False)
     cfg = result["config"]
-    fig.suptitle(f"Gauss-net, $\\sigma_W$ = {cfg['sigma_w']}, $\\sigma_b$ = {cfg['sigma_b']}, "
-                 f"{cfg['n_bags']} bags x {cfg['n_nets']} networks", y=1.02)
-    paths = [_save(fig, out_dir, "fig1_histograms.png")]
+    paths = []
+    for n in (2, 4):
+        cols = min(5, len(rows))
+        nrows = math.ceil(len(rows) / cols)
+        fig, axes = plt.subplots(nrows, cols, figsize=(3.4 * cols, 3.0 * nrows), squeeze=False)
+        for ax, r in zip(axes.flat, rows):
+            values = np.asarray(r[f"m_{n}_per_bag"])
+            ax.hist(values, bins=30, color="C0" if n == 2 else "C2", alpha=0.8)
+            ax.axvline(0, color="k", lw=0.8)
+            ax.axvline(np.mean(r[f"m_{n}"]), color="C1", lw=2, label="mean over bags")
+            if n == 4:
+                ax.axvline(np.mean(r["m_4_exact"]), color="C3", lw=2, ls="--", label="exact")
+            ax.set_title(f"N = {r['width']}")
+            ax.tick_params(labelsize=9)
+        for ax in list(axes.flat)[len(rows):]:
+            ax.set_visible(False)
+        axes.flat[0].legend(frameon=False, fontsize=9)
+        fig.supxlabel(f"$m_{n}$ = $(G^{{({n})}}_{{bag}} - G_0^{{({n})}}) / G_0^{{({n})}}$ (every bag and "
+                      f"{n}-point combination)")
+        fig.suptitle(f"Fig. 1: $m_{n}$ per width (Gauss-net, $\\sigma_W$ = {cfg['sigma_w']}, "
+                     f"$\\sigma_b$ = {cfg['sigma_b']}, {cfg['n_bags']} bags x {cfg['n_nets']} networks)")
+        fig.tight_layout()
+        paths.append(_save(fig, out_dir, f"fig1_m{n}_histograms.png"))
 
     fig, ax = plt.subplots(figsize=(7, 5))
     widths = np.array([r["width"] for r in rows], dtype=float)
     mean = np.array([np.mean(r["m_4"]) for r in rows])
     per_bag = [np.asarray(r["m_4_per_bag_mean"]) for r in rows]
-    err = np.array([b.std(ddof=1) / math.sqrt(len(b)) for b in per_bag])
+    err = np.array([b.std(ddof=1) / math.sqrt(len(b)) if len(b) > 1 else 0.0 for b in per_bag])
     exact = np.array([np.mean(r["m_4_exact"]) for r in rows])
     background = np.array([np.mean(r["background_4"]) for r in rows])
-    ax.errorbar(widths, mean, yerr=err, fmt="o", ms=7, capsize=3, label="measured $\\langle m_4 \\rangle$")
-    ax.plot(widths, exact, "-", color="C3", label="exact finite-N cumulant")
+    pos = mean > 0
+    ax.errorbar(widths[pos], mean[pos], yerr=err[pos], fmt="o", ms=7, capsize=3,
+                label="measured $\\langle m_4 \\rangle$")
+    if (~pos).any():
+        ax.plot(widths[~pos], -mean[~pos], "o", mfc="none", color="C0", label="measured, negative (|value|)")
+    ax.plot(widths, exact, "-", color="C3", label="exact finite-N 4th cumulant")
     ax.plot(widths, background, ":", color="0.4", label="bag-to-bag spread / $G_0$")
     ax.set_xscale("log")
-    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_yscale("log")
     ax.set_xlabel("width N")
     ax.set_ylabel("$m_4$ (mean over 4-point combos)")
-    ax.set_title("$m_4 = O(1/N)$")
+    ax.set_title("$m_4 = O(1/N)$; $m_2$ stays at 0")
     ax.legend(frameon=False)
     paths.append(_save(fig, out_dir, "fig1_m4_vs_N.png"))
     return paths
