@@ -242,16 +242,16 @@ _DIST_SCRIPT = textwrap.dedent("""
     import sys, torch, torch.distributed as dist, torch.multiprocessing as mp
     from physkernels.physics import nnqft
 
-    def work(rank, port, out):
+    def work(rank, port, out, backend):
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
         torch.set_num_threads(1)
-        g = nnqft.green_functions([-0.01, 0.0, 0.02], 4, 7, n_bags=5, n_nets=300, seed=21)
+        g = nnqft.green_functions([-0.01, 0.0, 0.02], 4, 7, n_bags=5, n_nets=300, seed=21, backend=backend)
         if rank == 0:
             torch.save(g.per_bag, out)
         dist.destroy_process_group()
 
     if __name__ == "__main__":
-        mp.spawn(work, args=(int(sys.argv[1]), sys.argv[2]), nprocs=2)
+        mp.spawn(work, args=(int(sys.argv[1]), sys.argv[2], sys.argv[3]), nprocs=2)
 """)
 
 
@@ -262,9 +262,12 @@ def test_two_ranks_equal_one_process(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
-    subprocess.run([sys.executable, str(script), str(port), str(out)], check=True, timeout=120, env=env)
-    single = nnqft.green_functions([-0.01, 0.0, 0.02], 4, 7, n_bags=5, n_nets=300, seed=21)
+    # the children import the same physkernels as this process (installed or source tree)
+    package_root = os.path.dirname(os.path.dirname(physkernels.__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]))
+    backend = "cpp" if HAS_CPP else "reference"
+    subprocess.run([sys.executable, str(script), str(port), str(out), backend], check=True, timeout=120, env=env)
+    single = nnqft.green_functions([-0.01, 0.0, 0.02], 4, 7, n_bags=5, n_nets=300, seed=21, backend=backend)
     assert torch.equal(torch.load(out), single.per_bag)
 
 
@@ -313,3 +316,24 @@ def test_bad_input_elsewhere():
     with pytest.raises(physkernels.BackendUnavailableError):
         ensemble.bag_sums(torch.zeros(1, 1, dtype=torch.float64), nnqft.NetworkLaw(2), 0, 1, 4,
                           nnqft.ComboTable(1, 2), backend="cuda")
+
+
+# -------------------------------------------------------------------------------------------------- drivers
+@needs_cpp
+@pytest.mark.parametrize("figure", ["fig1", "fig2"])
+def test_driver_quick_run_writes_json_and_plots(figure, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from models import nnqft as driver
+
+    assert driver.main([figure, "--quick", "--out", str(tmp_path)]) == 0
+    import json
+
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["figure"] == int(figure[-1])
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert len(pngs) >= 2, pngs
+    if figure == "fig2":
+        fits = result["series"]
+        assert {s["d_in"] for s in fits} == {1, 2} and all("fit_u4" in s for s in fits)
+    else:
+        assert all(abs(r["m_2_stats"]["mean"]) < 0.2 for r in result["widths"])
