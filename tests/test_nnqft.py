@@ -122,16 +122,17 @@ def test_results_identical_across_thread_counts():
 def test_triton_matches_reference_tiny():
     if physkernels.backends.why_unavailable("triton") is not None:
         pytest.skip(physkernels.backends.why_unavailable("triton"))
-    pts = torch.tensor([[-0.2, 0.1], [0.3, 0.05], [0.0, -0.4]], dtype=torch.float64)
+    pts = torch.tensor([[-0.2, 0.1, 0.3], [0.3, 0.05, -0.2], [0.0, -0.4, 0.1]], dtype=torch.float64)
     kw = dict(points=pts, max_n=3, width=3, n_bags=2, n_nets=20, sigma_w=1.1, sigma_b=0.6, seed=5)
     got = nnqft.green_functions(backend="triton", **kw)
     ref = nnqft.green_functions(backend="reference", **kw)
     torch.testing.assert_close(got.per_bag, ref.per_bag, rtol=1e-4, atol=1e-6)
     again = nnqft.green_functions(backend="triton", **kw)
     assert torch.equal(got.per_bag, again.per_bag)
-    f = nnqft.ensemble_outputs(pts, 3, 20, sigma_w=1.1, sigma_b=0.6, seed=5, backend="triton")
-    f_ref = nnqft.ensemble_outputs(pts, 3, 20, sigma_w=1.1, sigma_b=0.6, seed=5, backend="reference")
-    torch.testing.assert_close(f, f_ref, rtol=1e-4, atol=1e-5)
+    for points, activation in ((pts[:, :2], "erf"), (pts[:, 0], "relu")):  # d_in = 2 and 1
+        out = {b: nnqft.ensemble_outputs(points, 3, 20, sigma_w=1.1, sigma_b=0.6, activation=activation, seed=2**63 + 5,
+                                         backend=b) for b in ("triton", "reference")}
+        torch.testing.assert_close(out["triton"], out["reference"], rtol=1e-4, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------ physics checks

@@ -31,14 +31,21 @@ def _box_muller(r0, r1):
 
 
 @triton.jit
-def _normal(seed, j, nets, index):
-    """Normal number ``index`` (0: W1, 1: b0, 2 + i: W0[i]) of neuron j for each network (int64 ``nets``)."""
+def _normal_block(seed, j, nets, t):
+    """The four normals of Philox block t of neuron j for each network (int64 ``nets``)."""
     zero = tl.zeros_like(nets)
-    word = index % 4
-    r0, r1, r2, r3 = tl.philox(seed, (zero + j).to(tl.uint32), (zero + index // 4).to(tl.uint32),
+    r0, r1, r2, r3 = tl.philox(seed, (zero + j).to(tl.uint32), (zero + t).to(tl.uint32),
                                (nets & 0xFFFFFFFF).to(tl.uint32), (nets >> 32).to(tl.uint32))
     z0, z1 = _box_muller(r0, r1)
     z2, z3 = _box_muller(r2, r3)
+    return z0, z1, z2, z3
+
+
+@triton.jit
+def _normal(seed, j, nets, index):
+    """Normal number ``index`` (0: W1, 1: b0, 2 + i: W0[i]) of neuron j for each network."""
+    z0, z1, z2, z3 = _normal_block(seed, j, nets, index // 4)
+    word = index % 4
     return tl.where(word == 0, z0, tl.where(word == 1, z1, tl.where(word == 2, z2, z3)))
 
 
@@ -50,10 +57,14 @@ def _evaluate(points_ptr, shift_ptr, n_points, d_in, width, w0_scale, w1_scale, 
     col_ok = cols < n_points
     shift = tl.load(shift_ptr + cols, mask=col_ok, other=0.0)
     acc = tl.zeros((nets.shape[0], P_PAD), dtype=tl.float64)
+    x_0 = tl.load(points_ptr + cols * d_in, mask=col_ok, other=0.0)
+    x_1 = tl.load(points_ptr + cols * d_in + 1, mask=col_ok & (cols * 0 + d_in > 1), other=0.0)
     for j in range(width):
-        w1 = _normal(seed, j, nets, 0) * w1_scale
-        pre = _normal(seed, j, nets, 1)[:, None] * b_scale - shift[None, :]
-        for i in range(d_in):
+        z0, z1, z2, z3 = _normal_block(seed, j, nets, 0)  # W1, b0, W0[0], W0[1]
+        w1 = z0 * w1_scale
+        pre = (z1 * b_scale)[:, None] - shift[None, :] + (z2 * w0_scale)[:, None] * x_0[None, :]
+        pre += (z3 * w0_scale)[:, None] * x_1[None, :]  # x_1 = 0 when d_in = 1
+        for i in range(2, d_in):
             x_i = tl.load(points_ptr + cols * d_in + i, mask=col_ok, other=0.0)
             pre += (_normal(seed, j, nets, 2 + i) * w0_scale)[:, None] * x_i[None, :]
         if ACTIVATION == 0:
