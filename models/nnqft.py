@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import sys
 import time
 
@@ -157,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.out, exist_ok=True)
     result = run_fig1(args) if args.figure == "fig1" else run_fig2(args)
     result["threads"] = torch.get_num_threads()
+    result["cpu_seconds"] = resource.getrusage(resource.RUSAGE_SELF).ru_utime  # compute used, whatever the load
     result["load_average"] = os.getloadavg()
     write_json(os.path.join(args.out, "results.json"), result)
     pngs = nnqft_plots.plot_fig1(result, args.out) if args.figure == "fig1" else nnqft_plots.plot_fig2(result, args.out)
