@@ -3,6 +3,7 @@ sigma_w flow of u4, for d_in = 1 and the new d_in = 2, 3).
 
     python -m models.nnqft fig1 [--quick] [--out runs/nnqft_fig1]
     python -m models.nnqft fig2 [--quick] [--d-in 1 2 3] [--out runs/nnqft_fig2]
+    python -m models.nnqft replot RUN_DIR      # redraw the PNGs from RUN_DIR/results.json
 
 Each run writes ``results.json`` and talk-ready PNGs under ``--out``. Uses only the public physkernels API.
 """
@@ -105,8 +106,10 @@ def run_fig2(args: argparse.Namespace) -> dict:
             if key in entries[0]:
                 try:
                     f = nnqft.fit_power_law(sig, [e[key] for e in entries], [e[key + "_err"] for e in entries])
+                    significant = sum(abs(e[key]) > 2 * e[key + "_err"] for e in entries)
                     fit[f"fit_{key}"] = {"slope": f.slope, "slope_err": f.slope_err, "intercept": f.intercept,
-                                         "chi2_per_dof": f.chi2_per_dof}
+                                         "chi2_per_dof": f.chi2_per_dof,
+                                         "n_significant": significant, "n_sign_negative": sum(e[key] < 0 for e in entries)}
                 except ValueError as exc:
                     fit[f"fit_{key}"] = {"error": str(exc)}
         exact = nnqft.fit_power_law(sig, [e["u4_exact"] for e in entries], [abs(e["u4_exact"]) * 1e-3 for e in entries])
@@ -151,7 +154,22 @@ def _apply_quick(args: argparse.Namespace) -> None:
         args.widths, args.sigmas, args.d_in = [2, 100], [1.0, 2.0, 4.0, 8.0], args.d_in[:2]
 
 
+def replot(out_dir: str) -> list[str]:
+    """Redraw the PNGs of a finished run from its results.json."""
+    with open(os.path.join(out_dir, "results.json")) as f:
+        result = json.load(f)
+    return nnqft_plots.plot_fig1(result, out_dir) if result["figure"] == 1 else nnqft_plots.plot_fig2(result, out_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["replot"]:
+        if len(argv) != 2:
+            print("usage: python -m models.nnqft replot RUN_DIR", file=sys.stderr)
+            return 2
+        print("wrote " + ", ".join(replot(argv[1])))
+        return 0
     args = _parser().parse_args(argv)
     if args.quick:
         _apply_quick(args)

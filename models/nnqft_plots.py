@@ -6,6 +6,7 @@ import math
 import os
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -104,10 +105,12 @@ def plot_fig2(result: dict, out_dir: str) -> list[str]:
             ax.plot(sig, anchor * (sig / sig[0]) ** pred, ":", color="k", label=f"Eq. 4.6: slope {pred:g}")
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel("$\\sigma_W$")
             ax.set_ylabel("$|u_4|$")
             ax.set_title(f"N = {s['width']}, $d_{{in}}$ = {d_in}")
-            ax.legend(frameon=False, fontsize=9)
+            ax.legend(frameon=True, framealpha=0.85, fontsize=9, loc="best")
         for ax in list(axes.flat)[n:]:
             ax.set_visible(False)
         cfg = result["config"]
