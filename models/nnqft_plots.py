@@ -96,6 +96,7 @@ def plot_fig2(result: dict, out_dir: str) -> list[str]:
             ax.errorbar(sig[~neg], u[~neg], yerr=err[~neg], fmt="s", mfc="none", ms=5, capsize=2, color="C1",
                         label="$+u_4$ measured (u4 > 0)")
             ax.plot(sig, np.abs(exact), "-", color="C3", lw=1.5, label="|exact finite-N $u_4$|")
+            ax.plot(sig, err, "-", color="0.6", lw=1, label="statistical error of $u_4$")
             fit = s.get("fit_u4", {})
             if "slope" in fit:
                 ax.plot(sig, np.exp(fit["intercept"]) * sig ** fit["slope"], "--", color="C0",
@@ -105,6 +106,7 @@ def plot_fig2(result: dict, out_dir: str) -> list[str]:
             ax.plot(sig, anchor * (sig / sig[0]) ** pred, ":", color="k", label=f"Eq. 4.6: slope {pred:g}")
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.set_xticks([t for t in (1, 2, 5, 10, 20) if sig.min() <= t <= sig.max()])
             ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel("$\\sigma_W$")
