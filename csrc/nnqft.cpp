@@ -56,8 +56,13 @@ const char* selected_isa() {
     return isa;
 }
 
+// Threads for a call: small calls run on one thread (an OpenMP barrier on an oversubscribed machine can cost a
+// scheduler time slice, far more than the work). Results never depend on it.
+int threads_for(double work, int threads) { return work < 2e6 ? 1 : threads; }
+
 void ensemble_outputs(const EnsembleSpec& spec, std::uint64_t first_net, std::int64_t n_nets, double* out,
                       int threads) {
+    threads = threads_for(static_cast<double>(n_nets) * spec.width * spec.n_points, threads);
     const std::string isa = selected_isa();
     if (isa == "avx512") return isa_avx512::outputs_impl(spec, first_net, n_nets, out, threads);
     if (isa == "avx2") return isa_avx2::outputs_impl(spec, first_net, n_nets, out, threads);
@@ -67,6 +72,8 @@ void ensemble_outputs(const EnsembleSpec& spec, std::uint64_t first_net, std::in
 void ensemble_green(const EnsembleSpec& spec, std::int64_t first_bag, std::int64_t n_bags, std::int64_t nets_per_bag,
                     const std::int32_t* parent, const std::int32_t* point, int n_combos, double* partial, double* out,
                     int threads) {
+    threads = threads_for(static_cast<double>(n_bags) * nets_per_bag *
+                              (static_cast<double>(spec.width) * spec.n_points + n_combos), threads);
     const std::string isa = selected_isa();
     if (isa == "avx512") {
         return isa_avx512::green_impl(spec, first_bag, n_bags, nets_per_bag, parent, point, n_combos, partial, out,

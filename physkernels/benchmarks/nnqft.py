@@ -107,10 +107,19 @@ def _loop_vs_fused_table(quick: bool) -> ResultTable:
                      lambda: nnqft.green_functions(*args, backend="cpp"))),
                  ("fused C++ kernel only (bag sums)", median_time(
                      lambda: ensemble.bag_sums(pts, law, 0, n_bags, n_nets, combos, "cpp")))]
+        previous = torch.get_num_threads()
+        try:  # one thread: no OpenMP barrier, which an oversubscribed machine can stall for a scheduler slice
+            torch.set_num_threads(1)
+            rows.append(("fused C++ kernel only, 1 thread", median_time(
+                lambda: ensemble.bag_sums(pts, law, 0, n_bags, n_nets, combos, "cpp"))))
+        finally:
+            torch.set_num_threads(previous)
     for name, seconds in rows:
         table.add(implementation=name, seconds=seconds, speedup_vs_loop=loop / seconds)
-    table.notes.append("all timed in this run; speedup = loop seconds / implementation seconds; green_functions "
-                       "adds the Wick G0 and combo table (fixed Python cost) to the kernel")
+    table.notes += ["all timed in this run; speedup = loop seconds / implementation seconds; green_functions "
+                    "adds the Wick G0 and combo table (fixed Python cost) to the kernel",
+                    "1-thread row: on an oversubscribed machine a 2-thread OpenMP barrier can wait a scheduler "
+                    "slice; the kernel now runs calls this small on one thread"]
     return table
 
 
