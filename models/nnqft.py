@@ -151,7 +151,7 @@ def _apply_quick(args: argparse.Namespace) -> None:
     if args.figure == "fig1":
         args.widths = [2, 10, 100]
     else:
-        args.widths, args.sigmas, args.d_in = [2, 100], [1.0, 2.0, 4.0, 8.0], args.d_in[:2]
+        args.widths, args.sigmas, args.d_in = [2, 100], [1.0, 2.0, 4.0], args.d_in[:2]
 
 
 def replot(out_dir: str) -> list[str]:
