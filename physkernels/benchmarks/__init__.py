@@ -12,6 +12,7 @@ import importlib
 SUITES: dict[str, str] = {}
 SUITES["cg2d"] = "physkernels.benchmarks.cg2d"
 SUITES["taylor"] = "physkernels.benchmarks.taylor"
+SUITES["nnqft"] = "physkernels.benchmarks.nnqft"
 
 
 def load_suite(name: str):
