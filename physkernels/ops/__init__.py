@@ -3,3 +3,4 @@
 One module per op; each module holds the op's reference math (plain torch), its backend implementations and the
 registration. Import the op functions from here.
 """
+from .mpo_linear import mpo_linear, reference_mpo_linear  # noqa: F401

@@ -1,0 +1,43 @@
+"""Matrix product operators (MPO-Net, paper 003): factorisations, TT-SVD, canonical forms, entropies, compression.
+
+Core layout: ``cores[k]`` has shape ``(D_{k-1}, I_k, J_k, D_k)``, ``D_0 = D_n = 1``; the represented weight has
+``nn.Linear.weight``'s shape ``(prod J, prod I)`` (Eq. 5, row-major multi-indices). The layers live in
+:mod:`physkernels.nn` (``MPOLinear``, ``MPOConv2d``); the op in :mod:`physkernels.ops` (``mpo_linear``).
+"""
+
+from .canonical import bond_spectra, canonicalize, entanglement_entropy
+from .factorization import factorize, max_ranks, useful_ranks
+from .tensor_train import (
+    TTSVDResult,
+    bipartition_matrix,
+    compression_ratio,
+    num_parameters,
+    to_dense,
+    tt_svd,
+    validate_cores,
+)
+
+__all__ = [
+    "TTSVDResult",
+    "bipartition_matrix",
+    "bond_spectra",
+    "canonicalize",
+    "compress",
+    "compression_ratio",
+    "entanglement_entropy",
+    "factorize",
+    "max_ranks",
+    "num_parameters",
+    "to_dense",
+    "tt_svd",
+    "useful_ranks",
+    "validate_cores",
+]
+
+
+def __getattr__(name):
+    # compress imports physkernels.nn, which imports this package: resolve it on first use.
+    if name == "compress":
+        from .compress import compress
+        return compress
+    raise AttributeError(f"module 'physkernels.mpo' has no attribute {name!r}")

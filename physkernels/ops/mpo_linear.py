@@ -1,0 +1,207 @@
+"""MPO (tensor-train) linear map: ``y = x @ W^T + bias`` with W given by a matrix product operator (Eq. 5).
+
+Core layout: ``cores[k]`` has shape ``(D_{k-1}, I_k, J_k, D_k)`` with ``D_0 = D_n = 1``. The represented weight has
+``nn.Linear.weight``'s shape ``(prod J, prod I)``::
+
+    W[j_1..j_n, i_1..i_n] = cores[0][:, i_1, j_1, :] @ cores[1][:, i_2, j_2, :] @ ... @ cores[n-1][:, i_n, j_n, :]
+
+with row-major multi-indices (``i_1`` most significant). ``mpo_linear(x, cores, bias)`` takes x of shape
+``(..., prod I)`` and returns ``(..., prod J)``.
+
+Backends: ``reference`` (the dense reconstruction below, independent of every fast path), ``cpp`` and
+``triton``/``cuda`` run the contraction plan chosen by :func:`physkernels.mpo.plan` (a fused chain kernel, a chain
+of batched GEMMs, or W reconstructed for one GEMM, whichever the cost model predicts fastest).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+
+from ..backends import OpDispatcher
+
+__all__ = ["mpo_linear", "reference_mpo_linear", "reference_mpo_weight", "mpo_shapes"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reference math (plain torch; tests and benchmarks compare every backend with it)
+# ----------------------------------------------------------------------------------------------------------------
+def reference_mpo_weight(cores: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Dense W of shape ``(prod J, prod I)`` from the cores by Eq. 5 (left-to-right partial products)."""
+    partial = cores[0][0]  # (I_1, J_1, D_1): rows i_1, columns j_1, open right bond
+    for core in cores[1:]:
+        rows, cols, _ = partial.shape
+        _, i_k, j_k, d_k = core.shape
+        partial = torch.einsum("abd,dief->aibef", partial, core).reshape(rows * i_k, cols * j_k, d_k)
+    return partial[..., 0].transpose(0, 1)
+
+
+def reference_mpo_linear(x: torch.Tensor, cores: Sequence[torch.Tensor], bias: Optional[torch.Tensor] = None):
+    """``x @ W^T + bias`` with the dense W of :func:`reference_mpo_weight`; x has shape ``(..., prod I)``."""
+    y = torch.matmul(x, reference_mpo_weight(cores).transpose(0, 1))
+    return y if bias is None else y + bias
+
+
+def _environments(cores: Sequence[torch.Tensor]):
+    """Left products ``L_k`` (P_I<k, P_J<k, D_{k-1}) and right products ``R_k`` (D_k, P_I>k, P_J>k) per core."""
+    one = cores[0].new_ones(1, 1, 1)
+    lefts, partial = [one], one
+    for core in cores[:-1]:
+        rows, cols, _ = partial.shape
+        _, i_k, j_k, d_k = core.shape
+        partial = torch.einsum("abd,dief->aibef", partial, core).reshape(rows * i_k, cols * j_k, d_k)
+        lefts.append(partial)
+    rights, partial = [one], one
+    for core in reversed(cores[1:]):
+        d_prev, i_k, j_k, _ = core.shape
+        _, rows, cols = partial.shape
+        partial = torch.einsum("dief,fab->diaeb", core, partial).reshape(d_prev, i_k * rows, j_k * cols)
+        rights.append(partial)
+    return lefts, rights[::-1]
+
+
+def reference_weight_grad_to_cores(grad_w: torch.Tensor, cores: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Project ``dL/dW`` (prod J, prod I) onto every core: ``dL/dcore_k = L_k^T . dW . R_k^T`` (chain rule of Eq. 5)."""
+    lefts, rights = _environments(cores)
+    grads = []
+    for core, left, right in zip(cores, lefts, rights):
+        _, i_k, j_k, _ = core.shape
+        g = grad_w.reshape(left.shape[1], j_k, right.shape[2], left.shape[0], i_k, right.shape[1])
+        grads.append(torch.einsum("pqa,qjspit,bts->aijb", left, g, right))
+    return grads
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Input validation
+# ----------------------------------------------------------------------------------------------------------------
+def mpo_shapes(cores: Sequence[torch.Tensor]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """``(in_shape, out_shape, ranks)`` of a core list, validating the layout; ranks are the n-1 inner bonds."""
+    if isinstance(cores, torch.Tensor) or not isinstance(cores, (list, tuple)):
+        raise TypeError(f"cores must be a list of 4-D tensors (D_prev, I_k, J_k, D_k), got {type(cores).__name__}")
+    if len(cores) == 0:
+        raise ValueError("cores must hold at least one core, got an empty list")
+    for k, core in enumerate(cores):
+        if not isinstance(core, torch.Tensor):
+            raise TypeError(f"cores[{k}] must be a torch.Tensor, got {type(core).__name__}")
+        if core.dim() != 4:
+            raise ValueError(f"cores[{k}] must be 4-D (D_prev, I_k, J_k, D_k), got shape {tuple(core.shape)}")
+        if min(core.shape) < 1:
+            raise ValueError(f"cores[{k}] has an empty dimension: shape {tuple(core.shape)}")
+    if cores[0].shape[0] != 1:
+        raise ValueError(f"cores[0] must have left bond dimension 1, got shape {tuple(cores[0].shape)}")
+    if cores[-1].shape[3] != 1:
+        raise ValueError(f"cores[{len(cores) - 1}] must have right bond dimension 1, got shape {tuple(cores[-1].shape)}")
+    for k in range(len(cores) - 1):
+        if cores[k].shape[3] != cores[k + 1].shape[0]:
+            raise ValueError(
+                f"bond mismatch: cores[{k}] has right bond {cores[k].shape[3]} but cores[{k + 1}] has left bond "
+                f"{cores[k + 1].shape[0]}"
+            )
+    in_shape = tuple(int(c.shape[1]) for c in cores)
+    out_shape = tuple(int(c.shape[2]) for c in cores)
+    ranks = tuple(int(c.shape[3]) for c in cores[:-1])
+    return in_shape, out_shape, ranks
+
+
+def _validate(x, cores, bias) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+    in_shape, out_shape, ranks = mpo_shapes(cores)
+    if x.dim() < 1 or x.shape[-1] != math.prod(in_shape):
+        raise ValueError(
+            f"x's last dimension must be prod(in_shape) = {math.prod(in_shape)} for in_shape {in_shape}, "
+            f"got x of shape {tuple(x.shape)}"
+        )
+    for k, core in enumerate(cores):
+        if core.dtype != x.dtype:
+            raise TypeError(f"cores[{k}] has dtype {core.dtype} but x has dtype {x.dtype}; they must match")
+        if core.device != x.device:
+            raise ValueError(f"cores[{k}] is on {core.device} but x is on {x.device}; they must match")
+    if bias is not None:
+        if not isinstance(bias, torch.Tensor):
+            raise TypeError(f"bias must be a torch.Tensor or None, got {type(bias).__name__}")
+        if bias.shape != (math.prod(out_shape),):
+            raise ValueError(f"bias must have shape ({math.prod(out_shape)},) = (prod(out_shape),), "
+                             f"got {tuple(bias.shape)}")
+        if bias.dtype != x.dtype:
+            raise TypeError(f"bias has dtype {bias.dtype} but x has dtype {x.dtype}; they must match")
+        if bias.device != x.device:
+            raise ValueError(f"bias is on {bias.device} but x is on {x.device}; they must match")
+    return in_shape, out_shape, ranks
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backends. Every implementation works on x of shape (batch, prod I).
+# forward(x, cores) -> y (batch, prod J);  backward(grad_y, x, cores) -> [grad_x, *grad_cores]
+# ----------------------------------------------------------------------------------------------------------------
+_AUTO = {"cpu": ("cpp", "reference"), "cuda": ("cuda", "triton", "reference")}
+_forward = OpDispatcher("mpo_linear", auto_order=_AUTO)
+_backward = OpDispatcher("mpo_linear_backward", auto_order=_AUTO)
+
+
+@_forward.register("reference")
+def _forward_reference(x, cores):
+    return x @ reference_mpo_weight(cores).transpose(0, 1)
+
+
+@_backward.register("reference")
+def _backward_reference(grad, x, cores):
+    weight = reference_mpo_weight(cores)
+    grad_w = grad.transpose(0, 1) @ x
+    return [grad @ weight, *reference_weight_grad_to_cores(grad_w, cores)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Custom ops
+# ----------------------------------------------------------------------------------------------------------------
+@torch.library.custom_op("physkernels::mpo_linear", mutates_args=())
+def _mpo_linear(x: torch.Tensor, cores: list[torch.Tensor], bias: Optional[torch.Tensor]) -> torch.Tensor:
+    y = _forward.get(x.device)(x.contiguous(), [c.contiguous() for c in cores])
+    return y if bias is None else y + bias
+
+
+@_mpo_linear.register_fake
+def _(x, cores, bias):
+    return x.new_empty(x.shape[0], math.prod(c.shape[2] for c in cores))
+
+
+@torch.library.custom_op("physkernels::mpo_linear_backward", mutates_args=())
+def _mpo_linear_backward(grad: torch.Tensor, x: torch.Tensor, cores: list[torch.Tensor]) -> list[torch.Tensor]:
+    grads = _backward.get(x.device)(grad.contiguous(), x.contiguous(), [c.contiguous() for c in cores])
+    return [g.contiguous() for g in grads]
+
+
+@_mpo_linear_backward.register_fake
+def _(grad, x, cores):
+    return [torch.empty_like(x)] + [torch.empty_like(c) for c in cores]
+
+
+def _setup_context(ctx, inputs, output):
+    x, cores, bias = inputs
+    ctx.save_for_backward(x, *cores)
+    ctx.has_bias = bias is not None
+
+
+def _backward_fn(ctx, grad):
+    x, *cores = ctx.saved_tensors
+    grads = _mpo_linear_backward(grad, x, cores)
+    grad_bias = grad.sum(0) if ctx.has_bias else None
+    return grads[0], list(grads[1:]), grad_bias
+
+
+_mpo_linear.register_autograd(_backward_fn, setup_context=_setup_context)
+
+
+def mpo_linear(x: torch.Tensor, cores: Sequence[torch.Tensor], bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``x @ W^T + bias`` where W (prod J, prod I) is the MPO of ``cores`` (Eq. 5); x has shape ``(..., prod I)``.
+
+    Differentiable in x, every core and bias. Raises ValueError/TypeError naming the argument on bad input.
+    """
+    _validate(x, cores, bias)
+    lead = x.shape[:-1]
+    y = _mpo_linear(x.reshape(-1, x.shape[-1]), list(cores), bias)
+    return y.reshape(*lead, y.shape[-1])
