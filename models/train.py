@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     p.add_argument("--backend", default="auto", choices=("auto",) + physkernels.BACKENDS,
                    help="physkernels backend (auto = the fastest on the device)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0: torch's default; 1 is fastest on a busy shared machine)")
     p.add_argument("--out", default=None, help="output folder (default runs/<first model>)")
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
                    help="also checkpoint every STEPS optimizer steps (always at the end of each epoch)")
@@ -110,6 +112,8 @@ def _init_distributed(device: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     physkernels.set_backend(args.backend)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     device = _init_distributed(device)
     main_rank = not dist.is_initialized() or dist.get_rank() == 0
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     summaries, runs, data_cache, stopped = [], [], {}, False
     for name in args.model:
         model = spec(name)
-        preset = PRESETS[model.preset].with_overrides(lr=args.lr, momentum=args.momentum,
+        preset = PRESETS[model.preset].for_dataset(args.dataset).with_overrides(lr=args.lr, momentum=args.momentum,
                                                       batch_size=args.batch_size, l2=args.l2)
         epochs = 1 if args.quick else (args.epochs or preset.epochs[args.dataset])
         key = (model.input_shape, preset.normalize)
