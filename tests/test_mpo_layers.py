@@ -544,3 +544,22 @@ def test_bad_input_names_the_argument():
     mixed[1] = mixed[1].float()
     with pytest.raises(TypeError, match=r"cores\[1\] has dtype"):
         mpo.bond_spectra(mixed)
+
+
+def test_layers_trace_as_one_graph_under_torch_compile():
+    """fullgraph=True: no graph breaks in the layers (aot_eager keeps the test fast; the op is opaque anyway)."""
+    for layer, x in ((MPOLinear((2, 3, 4), (4, 3, 2), 3, dtype=F64), torch.randn(5, 24, dtype=F64)),
+                     (MPOConv2d(4, 6, 3, padding=1, padding_mode="reflect", bond_dim=2, dtype=F64),
+                      torch.randn(2, 4, 5, 5, dtype=F64))):
+        compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+        want_out, want_grads = _output_and_grads(layer, x)
+        got_out, got_grads = _output_and_grads(compiled, x)
+        torch.testing.assert_close(got_out, want_out)
+        for g, w in zip(got_grads, want_grads):
+            torch.testing.assert_close(g, w)
+
+
+def _output_and_grads(module, x):
+    out = module(x)
+    params = list(module.parameters())
+    return out.detach(), torch.autograd.grad(out.square().sum(), params)
