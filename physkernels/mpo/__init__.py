@@ -6,6 +6,7 @@ Core layout: ``cores[k]`` has shape ``(D_{k-1}, I_k, J_k, D_k)``, ``D_0 = D_n = 
 """
 
 from .canonical import bond_spectra, canonicalize, entanglement_entropy
+from .planner import Plan, plan
 from .factorization import factorize, max_ranks, useful_ranks
 from .tensor_train import (
     TTSVDResult,
