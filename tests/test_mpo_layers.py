@@ -206,6 +206,20 @@ def test_tt_svd_with_two_cores_is_the_optimal_truncated_svd():
         assert error == pytest.approx(float(s[d:].norm() / s.norm()), rel=1e-10)
 
 
+@pytest.mark.parametrize("shape", [(3, 40), (40, 3), (6, 7)])
+def test_thin_svd_all_aspect_ratios(shape):
+    from physkernels.mpo.tensor_train import _thin_svd
+
+    m = torch.randn(*shape, dtype=F64)
+    u, s, vh = _thin_svd(m)
+    k = min(shape)
+    assert u.shape == (shape[0], k) and s.shape == (k,) and vh.shape == (k, shape[1])
+    torch.testing.assert_close((u * s) @ vh, m, rtol=0, atol=1e-12)
+    torch.testing.assert_close(u.T @ u, torch.eye(k, dtype=F64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(vh @ vh.T, torch.eye(k, dtype=F64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(s, torch.linalg.svdvals(m), rtol=1e-12, atol=1e-12)
+
+
 def test_tt_svd_keeps_dtype_and_device():
     w = torch.randn(16, 12)
     cores, error = mpo.tt_svd(w, (3, 4), (4, 4), 2)
@@ -470,8 +484,8 @@ def test_compress_replaces_layers_and_reports():
         assert row.replaced and row.weight_shape == tuple(old.weight.shape)
         assert row.params_before == old.weight.numel() and row.params_after == new.num_parameters
         assert row.params_after < row.params_before
-        w_old = old.weight.reshape(old.weight.shape[0], -1)
-        w_new = new.to_dense().reshape(w_old.shape)
+        w_old = old.weight.detach().reshape(old.weight.shape[0], -1)
+        w_new = new.to_dense().detach().reshape(w_old.shape)
         assert row.error == pytest.approx(float((w_old - w_new).norm() / w_old.norm()), rel=1e-9)
         torch.testing.assert_close(new.bias, old.bias, rtol=0, atol=0)
     replaced = [r for r in report.layers if r.replaced]
