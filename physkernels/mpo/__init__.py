@@ -2,10 +2,13 @@
 
 Core layout: ``cores[k]`` has shape ``(D_{k-1}, I_k, J_k, D_k)``, ``D_0 = D_n = 1``; the represented weight has
 ``nn.Linear.weight``'s shape ``(prod J, prod I)`` (Eq. 5, row-major multi-indices). The layers live in
-:mod:`physkernels.nn` (``MPOLinear``, ``MPOConv2d``); the op in :mod:`physkernels.ops` (``mpo_linear``).
+:mod:`physkernels.nn` (``MPOLinear``, ``MPOConv2d``); the op in :mod:`physkernels.ops` (``mpo_linear``); whole-model
+compression is ``physkernels.compress`` (module :mod:`physkernels.mpo.compress`, imported on first use because it
+depends on the layers).
 """
 
 from .canonical import bond_spectra, canonicalize, entanglement_entropy
+from .planner import Plan, plan
 from .factorization import factorize, max_ranks, useful_ranks
 from .tensor_train import (
     TTSVDResult,
@@ -22,7 +25,6 @@ __all__ = [
     "bipartition_matrix",
     "bond_spectra",
     "canonicalize",
-    "compress",
     "compression_ratio",
     "entanglement_entropy",
     "factorize",
@@ -33,11 +35,3 @@ __all__ = [
     "useful_ranks",
     "validate_cores",
 ]
-
-
-def __getattr__(name):
-    # compress imports physkernels.nn, which imports this package: resolve it on first use.
-    if name == "compress":
-        from .compress import compress
-        return compress
-    raise AttributeError(f"module 'physkernels.mpo' has no attribute {name!r}")

@@ -63,6 +63,21 @@ def bipartition_matrix(weight: torch.Tensor, in_shape: Sequence[int], out_shape:
     return interleaved(weight, in_shape, out_shape).reshape(math.prod(sizes[:bond]), -1)
 
 
+def _thin_svd(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Thin SVD; a very wide (tall) matrix is first reduced by a QR of its transpose (of itself), which is
+    backward stable and several times faster than LAPACK's SVD on TT-SVD's first, extremely wide unfoldings."""
+    rows, cols = matrix.shape
+    if cols >= 2 * rows:
+        q, r = torch.linalg.qr(matrix.transpose(0, 1))          # matrix = r^T q^T
+        u, s, vh = torch.linalg.svd(r.transpose(0, 1))
+        return u, s, vh @ q.transpose(0, 1)
+    if rows >= 2 * cols:
+        q, r = torch.linalg.qr(matrix)                          # matrix = q r
+        u, s, vh = torch.linalg.svd(r)
+        return q @ u, s, vh
+    return torch.linalg.svd(matrix, full_matrices=False)
+
+
 class TTSVDResult(NamedTuple):
     """Cores from :func:`tt_svd` and the relative Frobenius error ``||W - to_dense(cores)|| / ||W||``."""
 
@@ -91,7 +106,7 @@ def tt_svd(weight: torch.Tensor, in_shape: Sequence[int], out_shape: Sequence[in
     cores64 = []
     for k, rank in enumerate(ranks):
         rows = carry.shape[0] * in_shape[k] * out_shape[k]
-        u, s, vh = torch.linalg.svd(carry.reshape(rows, -1), full_matrices=False)
+        u, s, vh = _thin_svd(carry.reshape(rows, -1))
         u, s, vh = u[:, :rank], s[:rank], vh[:rank]
         cores64.append(u.reshape(carry.shape[0], in_shape[k], out_shape[k], u.shape[1]))
         carry = s[:, None] * vh

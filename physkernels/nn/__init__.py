@@ -1,2 +1,3 @@
 """Drop-in layers built on physkernels.ops."""
 from .mpo import MPOConv2d, MPOLinear  # noqa: F401
+from .cg import CG2d  # noqa: F401

@@ -4,3 +4,4 @@ One module per op; each module holds the op's reference math (plain torch), its 
 registration. Import the op functions from here.
 """
 from .mpo_linear import mpo_linear, reference_mpo_linear  # noqa: F401
+from .cg2d import cg2d  # noqa: F401

@@ -20,7 +20,9 @@ from typing import Optional, Sequence
 
 import torch
 
+from .. import _extensions
 from ..backends import OpDispatcher
+from ..mpo import contract, planner
 
 __all__ = ["mpo_linear", "reference_mpo_linear", "reference_mpo_weight", "mpo_shapes"]
 
@@ -153,6 +155,66 @@ def _backward_reference(grad, x, cores):
     weight = reference_mpo_weight(cores)
     grad_w = grad.transpose(0, 1) @ x
     return [grad @ weight, *reference_weight_grad_to_cores(grad_w, cores)]
+
+
+def _plan(x: torch.Tensor, cores, objective: str, kernels: tuple[str, ...]) -> planner.Plan:
+    in_shape, out_shape, ranks = mpo_shapes(cores)
+    return planner.plan(in_shape, out_shape, ranks, x.shape[0], x.dtype, x.device, kernels=kernels,
+                        objective=objective)
+
+
+def _cpp_kernels() -> tuple[str, ...]:
+    module = _extensions.load("_C")
+    return ("gemm", "fused") if module is not None and hasattr(module, "mpo") else ("gemm",)
+
+
+def _require_cpu_dtype(x):
+    if x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"the cpp backend of mpo_linear supports float32 and float64, got x of dtype {x.dtype}")
+
+
+@_forward.register("cpp")
+def _forward_cpp(x, cores):
+    _require_cpu_dtype(x)
+    return contract.run_forward(_plan(x, cores, "forward", _cpp_kernels()), x, cores, fused=_cpp_fused_forward)
+
+
+@_backward.register("cpp")
+def _backward_cpp(grad, x, cores):
+    _require_cpu_dtype(x)
+    return contract.run_backward(_plan(x, cores, "backward", _cpp_kernels()), grad, x, cores,
+                                 fused=_cpp_fused_backward)
+
+
+def _fused_chain(merged, batch: int, itemsize: int):
+    """Step matrices, ``(count, m, k, rest)`` per step and the batch tile of the fused ltr chain over ``merged``."""
+    shapes = [tuple(c.shape) for c in merged]
+    steps = [(s.count, s.m, s.k, s.n) for s in planner.chain_steps(shapes, "ltr", 1)]
+    mats = [contract.step_matrix(c, "ltr").contiguous() for c in merged]
+    return mats, steps, planner.fused_tile(shapes, batch, itemsize)
+
+
+def _cpp_fused_forward(x, merged):
+    mats, steps, tile = _fused_chain(merged, x.shape[0], x.element_size())
+    y = x.new_empty(x.shape[0], math.prod(c.shape[2] for c in merged))
+    kernel = _extensions.cpu().mpo.forward_f32 if x.dtype == torch.float32 else _extensions.cpu().mpo.forward_f64
+    kernel(x.data_ptr(), x.shape[0], x.shape[1], y.shape[1], [m.data_ptr() for m in mats], steps, y.data_ptr(),
+           tile, torch.get_num_threads())
+    return y
+
+
+def _cpp_fused_backward(grad, x, merged):
+    mats, steps, tile = _fused_chain(merged, x.shape[0], x.element_size())
+    grad_x = torch.empty_like(x)
+    grad_mats = [torch.empty_like(m) for m in mats]
+    n_tiles = -(-x.shape[0] // tile)
+    scratch = x.new_empty(n_tiles * sum(m.numel() for m in mats))
+    module = _extensions.cpu().mpo
+    kernel = module.backward_f32 if x.dtype == torch.float32 else module.backward_f64
+    kernel(grad.data_ptr(), x.data_ptr(), x.shape[0], x.shape[1], grad.shape[1], [m.data_ptr() for m in mats],
+           steps, grad_x.data_ptr(), [g.data_ptr() for g in grad_mats], scratch.data_ptr(), tile,
+           torch.get_num_threads())
+    return grad_x, [contract.matrix_grad_to_core(g, c.shape, "ltr") for g, c in zip(grad_mats, merged)]
 
 
 # ----------------------------------------------------------------------------------------------------------------

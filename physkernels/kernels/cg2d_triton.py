@@ -1,0 +1,229 @@
+"""Triton kernels of CG2d (order 2): fused forward, weight gradient and input gradient; no im2col, no atomics.
+
+Feature table: feature f of a channel's patch is ``x_{fp[f]} * (x_{fq[f]} if fq[f] >= 0 else 1)`` (f < F), i.e. the
+P values then the pairs p <= q in ``torch.triu_indices`` order, padded with zero features to FP (a power of two
+>= 16, the smallest ``tl.dot`` operand). Every kernel gathers the feature tile [FP, BLOCK] straight from x.
+
+* forward: program (tile of flattened (b, ho, wo) positions, group x block of outputs):
+  ``acc[o, r] += W[o, c, :] @ feat_c[:, r]`` over the group's channels c.
+* weight gradient: program (group x channel, block of outputs): ``dW[o, c, :] = sum_r gy[o, r] feat_c[:, r]^T``
+  over every position, in a fixed order (deterministic).
+* input gradient, gather form (deterministic, no atomics): program (image x channel, block of input pixels). For
+  each kernel offset p the pixel is x_p of at most one output position r_p; there
+  ``dx += sum_f (sum_o W[o, c, f] gy[o, r_p]) * d feat_f / d x_p``.
+The bias gradient is ``grad.sum((0, 2, 3))``.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..ops.cg2d import output_size
+
+
+def _feature_table(patch: int, device) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """(fp, fq, F, FP): first and second factor of every feature (-1: none; -2: padding feature)."""
+    pi, qi = torch.triu_indices(patch, patch)
+    fp = torch.cat([torch.arange(patch), pi]).to(torch.int32)
+    fq = torch.cat([torch.full((patch,), -1), qi]).to(torch.int32)
+    count = fp.numel()
+    padded = max(16, triton.next_power_of_2(count))
+    fp = torch.cat([fp, torch.zeros(padded - count, dtype=torch.int32)])
+    fq = torch.cat([fq, torch.full((padded - count,), -2, dtype=torch.int32)])
+    return fp.to(device), fq.to(device), count, padded
+
+
+@triton.jit
+def _gather_features(x_ptr, b, c, oh, ow, valid_r, fp, fq, sxb, sxc, sxh, sxw, H, W,
+                     KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
+                     DH: tl.constexpr, DW: tl.constexpr):
+    """[FP, BLOCK] feature tile of channel c at output positions (b, oh, ow) (zero where invalid)."""
+    base = x_ptr + b[None, :] * sxb + c * sxc
+    hi = oh[None, :] * SH - PH + (fp[:, None] // KW) * DH
+    wi = ow[None, :] * SW - PW + (fp[:, None] % KW) * DW
+    ok = valid_r[None, :] & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W) & (fq[:, None] >= -1)
+    first = tl.load(base + hi * sxh + wi * sxw, mask=ok, other=0.0)
+    q = tl.maximum(fq, 0)
+    hq = oh[None, :] * SH - PH + (q[:, None] // KW) * DH
+    wq = ow[None, :] * SW - PW + (q[:, None] % KW) * DW
+    okq = valid_r[None, :] & (hq >= 0) & (hq < H) & (wq >= 0) & (wq < W) & (fq[:, None] >= 0)
+    second = tl.load(base + hq * sxh + wq * sxw, mask=okq, other=0.0)
+    return first * tl.where(fq[:, None] >= 0, second, 1.0)
+
+
+@triton.jit
+def _forward_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, fp_ptr, fq_ptr,
+                    N, R, WO, CG, OG, C_OUT, F, H, W, sxb, sxc, sxh, sxw,
+                    KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
+                    DH: tl.constexpr, DW: tl.constexpr, HAS_BIAS: tl.constexpr, FP: tl.constexpr,
+                    BLOCK_R: tl.constexpr, BLOCK_O: tl.constexpr):
+    pid_r = tl.program_id(0)
+    o_blocks = tl.cdiv(OG, BLOCK_O)
+    grp = tl.program_id(1) // o_blocks
+    o = (tl.program_id(1) % o_blocks) * BLOCK_O + tl.arange(0, BLOCK_O)
+    n = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    valid_r = n < N
+    b = n // R
+    pos = n % R
+    oh = pos // WO
+    ow = pos % WO
+    f = tl.arange(0, FP)
+    fp = tl.load(fp_ptr + f)
+    fq = tl.load(fq_ptr + f)
+    valid_o = o < OG
+    out = grp * OG + o
+    acc = tl.zeros((BLOCK_O, BLOCK_R), dtype=y_ptr.dtype.element_ty)
+    for c in range(0, CG):
+        feat = _gather_features(x_ptr, b, grp * CG + c, oh, ow, valid_r, fp, fq, sxb, sxc, sxh, sxw, H, W,
+                                KW, SH, SW, PH, PW, DH, DW)
+        w = tl.load(w_ptr + (out[:, None] * CG + c) * F + f[None, :], mask=valid_o[:, None] & (f[None, :] < F),
+                    other=0.0)
+        acc += tl.dot(w, feat, input_precision="ieee")
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + out, mask=valid_o, other=0.0)[:, None]
+    dst = y_ptr + (b[None, :] * C_OUT + out[:, None]) * R + pos[None, :]
+    tl.store(dst, acc, mask=valid_o[:, None] & valid_r[None, :])
+
+
+@triton.jit
+def _weight_grad_kernel(g_ptr, x_ptr, dw_ptr, fp_ptr, fq_ptr,
+                        N, R, WO, CG, OG, C_OUT, F, H, W, sxb, sxc, sxh, sxw,
+                        KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
+                        DH: tl.constexpr, DW: tl.constexpr, FP: tl.constexpr,
+                        BLOCK_R: tl.constexpr, BLOCK_O: tl.constexpr):
+    grp = tl.program_id(0) // CG
+    c = tl.program_id(0) % CG
+    o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
+    valid_o = o < OG
+    out = grp * OG + o
+    f = tl.arange(0, FP)
+    fp = tl.load(fp_ptr + f)
+    fq = tl.load(fq_ptr + f)
+    acc = tl.zeros((BLOCK_O, FP), dtype=dw_ptr.dtype.element_ty)
+    for n0 in range(0, N, BLOCK_R):
+        n = n0 + tl.arange(0, BLOCK_R)
+        valid_r = n < N
+        b = n // R
+        pos = n % R
+        feat = _gather_features(x_ptr, b, grp * CG + c, pos // WO, pos % WO, valid_r, fp, fq, sxb, sxc, sxh, sxw,
+                                H, W, KW, SH, SW, PH, PW, DH, DW)
+        gy = tl.load(g_ptr + (b[None, :] * C_OUT + out[:, None]) * R + pos[None, :],
+                     mask=valid_o[:, None] & valid_r[None, :], other=0.0)
+        acc += tl.dot(gy, tl.trans(feat), input_precision="ieee")
+    tl.store(dw_ptr + (out[:, None] * CG + c) * F + f[None, :], acc, mask=valid_o[:, None] & (f[None, :] < F))
+
+
+@triton.jit
+def _input_grad_kernel(g_ptr, x_ptr, w_ptr, dx_ptr, fp_ptr, fq_ptr,
+                       HO, WO, C_IN, CG, OG, C_OUT, F, H, W, sxb, sxc, sxh, sxw,
+                       KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr,
+                       PW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr, FP: tl.constexpr,
+                       BLOCK_X: tl.constexpr, BLOCK_O: tl.constexpr):
+    b = tl.program_id(1) // C_IN
+    ch = tl.program_id(1) % C_IN
+    grp = ch // CG
+    pix = tl.program_id(0) * BLOCK_X + tl.arange(0, BLOCK_X)
+    valid_x = pix < H * W
+    hi = pix // W
+    wi = pix % W
+    f = tl.arange(0, FP)
+    fp = tl.load(fp_ptr + f)
+    fq = tl.load(fq_ptr + f)
+    R = HO * WO
+    bb = tl.zeros((BLOCK_X,), dtype=tl.int32) + b
+    dx = tl.zeros((BLOCK_X,), dtype=dx_ptr.dtype.element_ty)
+    for p in tl.static_range(KH * KW):
+        th = hi + PH - (p // KW) * DH
+        tw = wi + PW - (p % KW) * DW
+        oh = th // SH
+        ow = tw // SW
+        hit = valid_x & (th >= 0) & (tw >= 0) & (th % SH == 0) & (tw % SW == 0) & (oh < HO) & (ow < WO)
+        oh = tl.where(hit, oh, 0)
+        ow = tl.where(hit, ow, 0)
+        r = oh * WO + ow
+        # d feat_f / d x_p at position r: 1 for the linear term p; x_q for a pair (p, q); x_a for (a, p).
+        single = tl.full((FP,), -1, dtype=tl.int32)  # "no second factor": gather x_{index[f]} alone
+        xa = _gather_features(x_ptr, bb, ch, oh, ow, hit, fp, single, sxb, sxc, sxh, sxw, H, W,
+                              KW, SH, SW, PH, PW, DH, DW)  # x_{fp[f]}
+        xb = _gather_features(x_ptr, bb, ch, oh, ow, hit, tl.maximum(fq, 0), single, sxb, sxc, sxh, sxw, H, W,
+                              KW, SH, SW, PH, PW, DH, DW)  # x_{fq[f]}
+        linear = (fq[:, None] == -1) & (fp[:, None] == p)
+        coef = tl.where(linear, 1.0, 0.0)
+        coef += tl.where((fq[:, None] >= 0) & (fp[:, None] == p), xb, 0.0)
+        coef += tl.where((fq[:, None] >= 0) & (fq[:, None] == p), xa, 0.0)
+        gsum = tl.zeros((FP, BLOCK_X), dtype=dx_ptr.dtype.element_ty)
+        for o0 in range(0, OG, BLOCK_O):
+            o = o0 + tl.arange(0, BLOCK_O)
+            valid_o = o < OG
+            out = grp * OG + o
+            wt = tl.load(w_ptr + (out[None, :] * CG + ch % CG) * F + f[:, None],
+                         mask=valid_o[None, :] & (f[:, None] < F), other=0.0)               # [FP, BLOCK_O]
+            gy = tl.load(g_ptr + (b * C_OUT + out[:, None]) * R + r[None, :],
+                         mask=valid_o[:, None] & hit[None, :], other=0.0)                   # [BLOCK_O, BLOCK_X]
+            gsum += tl.dot(wt, gy, input_precision="ieee")
+        dx += tl.sum(gsum * coef, axis=0)
+    tl.store(dx_ptr + (b * C_IN + ch) * H * W + pix, dx, mask=valid_x)
+
+
+def _geometry(x, weight, stride, padding, dilation):
+    _, _, kh, kw = weight.shape
+    ho = output_size(x.shape[2], kh, stride[0], padding[0], dilation[0])
+    wo = output_size(x.shape[3], kw, stride[1], padding[1], dilation[1])
+    return ho, wo, dict(KW=kw, SH=stride[0], SW=stride[1], PH=padding[0], PW=padding[1], DH=dilation[0],
+                        DW=dilation[1])
+
+
+def _packed(weight, weight2):
+    c_out, cg = weight.shape[:2]
+    return torch.cat([weight.reshape(c_out, cg, -1), weight2], dim=2).contiguous()
+
+
+def _blocks(og: int, interpreted: bool) -> tuple[int, int]:
+    block_o = 16 if og <= 16 or interpreted else 32
+    return block_o, 16 if interpreted else 64
+
+
+def forward(x, weight, weight2, bias, stride, padding, dilation, groups):
+    """y = cg2d(x, weight, weight2, bias) (order 2) with the Triton forward kernel."""
+    b, c_in, h, w = x.shape
+    c_out, cg, kh, kw = weight.shape
+    og = c_out // groups
+    ho, wo, geo = _geometry(x, weight, stride, padding, dilation)
+    fp, fq, count, padded = _feature_table(kh * kw, x.device)
+    packed = _packed(weight, weight2)
+    y = x.new_empty(b, c_out, ho, wo)
+    block_o, block_r = _blocks(og, x.device.type == "cpu")
+    n = b * ho * wo
+    grid = (triton.cdiv(n, block_r), groups * triton.cdiv(og, block_o))
+    _forward_kernel[grid](x, packed, bias if bias is not None else packed, y, fp, fq, n, ho * wo, wo, cg, og, c_out,
+                          count, h, w, *x.stride(), HAS_BIAS=bias is not None, FP=padded, BLOCK_R=block_r,
+                          BLOCK_O=block_o, **geo)
+    return y
+
+
+def backward(grad, x, weight, weight2, bias, stride, padding, dilation, groups, compute_dx):
+    """(dx or None, dweight, dweight2, dbias or None) with the Triton backward kernels."""
+    b, c_in, h, w = x.shape
+    c_out, cg, kh, kw = weight.shape
+    og = c_out // groups
+    ho, wo, geo = _geometry(x, weight, stride, padding, dilation)
+    fp, fq, count, padded = _feature_table(kh * kw, x.device)
+    packed = _packed(weight, weight2)
+    grad = grad.contiguous()
+    block_o, block_r = _blocks(og, x.device.type == "cpu")
+    n = b * ho * wo
+    dpacked = torch.empty_like(packed)
+    _weight_grad_kernel[(groups * cg, triton.cdiv(og, block_o))](
+        grad, x, dpacked, fp, fq, n, ho * wo, wo, cg, og, c_out, count, h, w, *x.stride(), FP=padded,
+        BLOCK_R=block_r, BLOCK_O=block_o, **geo)
+    dx = None
+    if compute_dx:
+        dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        _input_grad_kernel[(triton.cdiv(h * w, block_r), b * c_in)](
+            grad, x, packed, dx, fp, fq, ho, wo, c_in, cg, og, c_out, count, h, w, *x.stride(), KH=kh, FP=padded,
+            BLOCK_X=block_r, BLOCK_O=block_o, **geo)
+    dw1, dw2 = torch.split(dpacked, [kh * kw, dpacked.shape[2] - kh * kw], dim=2)
+    dbias = grad.sum((0, 2, 3)) if bias is not None else None
+    return dx, dw1.reshape(weight.shape).contiguous(), dw2.contiguous(), dbias

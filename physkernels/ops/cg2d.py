@@ -1,0 +1,429 @@
+"""CG2d: the fused second-order coarse-graining convolution of TaylorNet (Eq. 4 of the TaylorNet paper).
+
+For x of shape (B, C_in, H, W), a kernel (kh, kw) with P = kh*kw patch positions p = i*kw + j, stride, zero
+padding, dilation and groups, every input channel's patch is expanded to second (optionally third) order and the
+per-channel polynomials are summed into each output channel::
+
+    y[b,o,r] = bias[o] + sum_{c in o's group} ( sum_p         W1[o,c,p]       x_p
+                                              + sum_{p<=q}    W2[o,c,(p,q)]   x_p x_q
+                                              + sum_{p<=q<=s} W3[o,c,(p,q,s)] x_p x_q x_s )   (optional)
+
+with ``x_p = x[b, c, ho*stride_h - pad_h + i*dil_h, wo*stride_w - pad_w + j*dil_w]`` (0 outside the image) and
+r = (ho, wo). The output size follows nn.Conv2d's formula. Shapes (Cg = C_in / groups):
+
+* ``weight``  (W1): ``(C_out, Cg, kh, kw)``, nn.Conv2d's layout;
+* ``weight2`` (W2): ``(C_out, Cg, P(P+1)/2)``, pairs (p, q), p <= q, in ``torch.triu_indices(P, P)`` order;
+* ``weight3`` (W3, optional): ``(C_out, Cg, P(P+1)(P+2)/6)``, triples p <= q <= s in lexicographic order
+  (``itertools.combinations_with_replacement(range(P), 3)``);
+* ``bias``: ``(C_out,)`` or None.
+
+Per patch and channel there are ``F = P + P(P+1)/2 (+ P(P+1)(P+2)/6)`` features ("Taylor terms"), so the layer does
+F/P times a convolution's multiply-adds (3.5x for 2x2 kernels at second order).
+
+Backends: ``reference`` (:func:`reference_cg2d`, a direct sum over kernel offsets and pairs in plain torch, with
+autograd for the gradients), ``cpp`` (fused OpenMP kernels: features are formed per tile of output positions in a
+small per-thread buffer, never as an im2col or pairwise-product tensor), ``triton`` and ``cuda`` (order 2 only).
+:func:`unfold_cg2d` is the textbook unfold -> pairwise products -> matmul formulation the benchmark compares with.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from .. import _extensions
+from ..backends import BackendUnavailableError, OpDispatcher, get_backend
+
+__all__ = ["cg2d", "reference_cg2d", "unfold_cg2d", "num_pairs", "num_triples", "output_size"]
+
+IntPair = Union[int, Sequence[int]]
+
+
+def num_pairs(p: int) -> int:
+    """Number of second-order terms x_p x_q (p <= q) of a P-position patch: P(P+1)/2."""
+    return p * (p + 1) // 2
+
+
+def num_triples(p: int) -> int:
+    """Number of third-order terms x_p x_q x_s (p <= q <= s) of a P-position patch: P(P+1)(P+2)/6."""
+    return p * (p + 1) * (p + 2) // 6
+
+
+def _pairs(p: int) -> list[tuple[int, int]]:
+    return list(itertools.combinations_with_replacement(range(p), 2))
+
+
+def _triples(p: int) -> list[tuple[int, int, int]]:
+    return list(itertools.combinations_with_replacement(range(p), 3))
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """nn.Conv2d's output length along one axis."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reference math (plain torch). Both are differentiable by autograd; the first is the independent reference every
+# backend is tested against, the second is the unfold baseline of the benchmark.
+# ----------------------------------------------------------------------------------------------------------------
+def _shifted_patches(x, kh, kw, stride, padding, dilation):
+    """List of P tensors (B, C, Ho, Wo): x_p for every kernel offset p = i*kw + j (zero padding)."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    xp = F.pad(x, (pw, pw, ph, ph))
+    ho = output_size(x.shape[2], kh, sh, ph, dh)
+    wo = output_size(x.shape[3], kw, sw, pw, dw)
+    return [xp[:, :, i * dh: i * dh + (ho - 1) * sh + 1: sh, j * dw: j * dw + (wo - 1) * sw + 1: sw]
+            for i in range(kh) for j in range(kw)]
+
+
+def reference_cg2d(x, weight, weight2, weight3=None, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+                   groups=1):
+    """Direct evaluation of the CG2d sum: one term per kernel offset, pair and triple (slow, obviously right)."""
+    b, c_in = x.shape[:2]
+    c_out, cg, kh, kw = weight.shape
+    og = c_out // groups
+    patches = _shifted_patches(x, kh, kw, _pair(stride), _pair(padding), _pair(dilation))
+    ho, wo = patches[0].shape[2:]
+
+    def grouped(t):  # (B, C_in, Ho, Wo) -> (B, G, Cg, Ho, Wo)
+        return t.reshape(b, groups, cg, ho, wo)
+
+    def mix(term, w):  # sum over the group's channels: w (C_out, Cg) -> (B, C_out, Ho, Wo)
+        return torch.einsum("bgchw,goc->bgohw", grouped(term), w.reshape(groups, og, cg)).reshape(b, c_out, ho, wo)
+
+    w1 = weight.reshape(c_out, cg, kh * kw)
+    y = sum(mix(patches[p], w1[:, :, p]) for p in range(kh * kw))
+    for k, (p, q) in enumerate(_pairs(kh * kw)):
+        y = y + mix(patches[p] * patches[q], weight2[:, :, k])
+    if weight3 is not None:
+        for k, (p, q, s) in enumerate(_triples(kh * kw)):
+            y = y + mix(patches[p] * patches[q] * patches[s], weight3[:, :, k])
+    if bias is not None:
+        y = y + bias.reshape(1, c_out, 1, 1)
+    return y
+
+
+def unfold_cg2d(x, weight, weight2, weight3=None, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+                groups=1):
+    """Unfold -> pairwise (and triple) products -> one matmul per group: the memory-hungry textbook formulation."""
+    b, c_in, h, w = x.shape
+    c_out, cg, kh, kw = weight.shape
+    P, og = kh * kw, c_out // groups
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    ho = output_size(h, kh, stride[0], padding[0], dilation[0])
+    wo = output_size(w, kw, stride[1], padding[1], dilation[1])
+    cols = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride).reshape(b, c_in, P, ho * wo)
+    pi, qi = torch.triu_indices(P, P, device=x.device)
+    feats = [cols, cols[:, :, pi] * cols[:, :, qi]]
+    weights = [weight.reshape(c_out, cg, P), weight2]
+    if weight3 is not None:
+        t = torch.tensor(_triples(P), device=x.device).T
+        feats.append(cols[:, :, t[0]] * cols[:, :, t[1]] * cols[:, :, t[2]])
+        weights.append(weight3)
+    feats = torch.cat(feats, dim=2).reshape(b, groups, -1, ho * wo)       # (B, G, Cg*F, L)
+    wcat = torch.cat(weights, dim=2).reshape(groups, og, -1)             # (G, Og, Cg*F)
+    y = torch.matmul(wcat, feats).reshape(b, c_out, ho, wo)
+    return y if bias is None else y + bias.reshape(1, c_out, 1, 1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Argument checking
+# ----------------------------------------------------------------------------------------------------------------
+def _pair(value, name: str = "argument") -> tuple[int, int]:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                  for v in value):
+        return (int(value[0]), int(value[1]))
+    raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+
+
+def _check_tensor(name, t, x, shape):
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype != x.dtype:
+        raise TypeError(f"{name} has dtype {t.dtype} but x has dtype {x.dtype}; they must match")
+    if t.device != x.device:
+        raise ValueError(f"{name} is on {t.device} but x is on {x.device}; they must match")
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
+
+
+def _validate(x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
+    """Check every argument; return normalised (stride, padding, dilation) pairs."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"x must be float32 or float64, got dtype {x.dtype}")
+    if x.dim() != 4:
+        raise ValueError(f"x must be a 4-d (B, C_in, H, W) tensor, got shape {tuple(x.shape)}")
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    if weight.dim() != 4:
+        raise ValueError(f"weight must be 4-d (C_out, C_in/groups, kh, kw), got shape {tuple(weight.shape)}")
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    stride, padding, dilation = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    if min(stride) < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if min(dilation) < 1:
+        raise ValueError(f"dilation must be >= 1, got {dilation}")
+    if min(padding) < 0:
+        raise ValueError(f"padding must be >= 0, got {padding}")
+    c_out, cg, kh, kw = weight.shape
+    if min(c_out, cg, kh, kw) < 1:
+        raise ValueError(f"weight has an empty dimension: shape {tuple(weight.shape)}")
+    c_in = x.shape[1]
+    if c_in % groups or c_out % groups:
+        raise ValueError(f"groups={groups} must divide both x's channels ({c_in}) and weight's C_out ({c_out})")
+    if cg * groups != c_in:
+        raise ValueError(f"x has {c_in} channels but weight expects in_channels = {cg} * groups {groups} = "
+                         f"{cg * groups}")
+    for axis, (size, k, p, d) in enumerate(zip(x.shape[2:], (kh, kw), padding, dilation)):
+        span = d * (k - 1) + 1
+        if span > size + 2 * p:
+            raise ValueError(f"kernel_size {(kh, kw)} with dilation {dilation} spans {span} along spatial axis "
+                             f"{axis} but the padded input x is only {size + 2 * p} long")
+    if x.shape[0] < 1:
+        raise ValueError(f"x must have a non-empty batch, got shape {tuple(x.shape)}")
+    _check_tensor("weight", weight, x, weight.shape)
+    P = kh * kw
+    _check_tensor("weight2", weight2, x, (c_out, cg, num_pairs(P)))
+    if weight3 is not None:
+        _check_tensor("weight3", weight3, x, (c_out, cg, num_triples(P)))
+    if bias is not None:
+        _check_tensor("bias", bias, x, (c_out,))
+    return stride, padding, dilation
+
+
+def _out_shape(x, weight, stride, padding, dilation):
+    c_out, _, kh, kw = weight.shape
+    return (x.shape[0], c_out, output_size(x.shape[2], kh, stride[0], padding[0], dilation[0]),
+            output_size(x.shape[3], kw, stride[1], padding[1], dilation[1]))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backends
+#   forward(x, weight, weight2, weight3|None, bias|None, stride, padding, dilation, groups) -> y
+#   backward(grad, same inputs..., compute_dx) -> (dx|None, dweight, dweight2, dweight3|None, dbias|None)
+# ----------------------------------------------------------------------------------------------------------------
+_AUTO = {"cpu": ("cpp", "reference"), "cuda": ("cuda", "triton", "reference")}
+_forward = OpDispatcher("cg2d", auto_order=_AUTO)
+_backward = OpDispatcher("cg2d_backward", auto_order=_AUTO)
+_SECOND_ORDER_ONLY = ("triton", "cuda")
+
+
+def _resolve(dispatcher: OpDispatcher, device, third_order: bool):
+    """The implementation to run; ``auto`` skips the backends without third-order terms when W3 is given."""
+    name = dispatcher.resolve(device)
+    if third_order and name in _SECOND_ORDER_ONLY:
+        if get_backend() != "auto":
+            raise BackendUnavailableError(f"cg2d: backend {name!r} implements order 2 only (weight3 was given); "
+                                          "use the cpp or reference backend for third-order terms")
+        name = "cpp" if device.type == "cpu" else "reference"
+    return dispatcher._impls[name]
+
+
+@_forward.register("reference")
+def _forward_reference(x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
+    return reference_cg2d(x, weight, weight2, weight3, bias, stride, padding, dilation, groups)
+
+
+@_backward.register("reference")
+def _backward_reference(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
+    inputs = [t.detach().requires_grad_(True) for t in (x, weight, weight2)]
+    extra = [t.detach().requires_grad_(True) if t is not None else None for t in (weight3, bias)]
+    with torch.enable_grad():
+        y = reference_cg2d(*inputs, *extra, stride, padding, dilation, groups)
+        leaves = inputs + [t for t in extra if t is not None]
+        grads = list(torch.autograd.grad(y, leaves, grad))
+    dx, dw1, dw2 = grads[:3]
+    rest = iter(grads[3:])
+    dw3 = next(rest) if weight3 is not None else None
+    dbias = next(rest) if bias is not None else None
+    return (dx if compute_dx else None), dw1, dw2, dw3, dbias
+
+
+def _packed_weights(weight, weight2, weight3):
+    """(C_out, Cg, F): W1, W2 (and W3) side by side per channel, the feature order of the fused kernels."""
+    c_out, cg = weight.shape[:2]
+    parts = [weight.reshape(c_out, cg, -1), weight2] + ([weight3] if weight3 is not None else [])
+    return torch.cat(parts, dim=2).contiguous()
+
+
+def _geometry(x, weight, stride, padding, dilation, groups, order):
+    """The integer arguments every compiled kernel takes, in its order."""
+    b, c_in, h, w = x.shape
+    c_out, _, kh, kw = weight.shape
+    return [b, c_in, h, w, *x.stride(), c_out, kh, kw, *stride, *padding, *dilation, groups, order]
+
+
+def _split_packed(packed, weight, weight2, weight3):
+    c_out, cg, kh, kw = weight.shape
+    sizes = [kh * kw, weight2.shape[2]] + ([weight3.shape[2]] if weight3 is not None else [])
+    parts = [p.clone(memory_format=torch.contiguous_format) for p in torch.split(packed, sizes, dim=2)]
+    return parts[0].reshape(weight.shape), parts[1], (parts[2] if weight3 is not None else None)
+
+
+def _cpp_module(dtype):
+    return _extensions.cpu().cg2d, {torch.float32: "f32", torch.float64: "f64"}[dtype]
+
+
+@_forward.register("cpp")
+def _forward_cpp(x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
+    module, suffix = _cpp_module(x.dtype)
+    packed = _packed_weights(weight, weight2, weight3)
+    y = x.new_empty(_out_shape(x, weight, stride, padding, dilation))
+    bias_ptr = bias.contiguous().data_ptr() if bias is not None else 0
+    geometry = _geometry(x, weight, stride, padding, dilation, groups, 3 if weight3 is not None else 2)
+    getattr(module, f"forward_{suffix}")(x.data_ptr(), packed.data_ptr(), bias_ptr, y.data_ptr(), *geometry,
+                                         torch.get_num_threads())
+    return y
+
+
+@_backward.register("cpp")
+def _backward_cpp(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
+    module, suffix = _cpp_module(x.dtype)
+    packed = _packed_weights(weight, weight2, weight3)
+    grad = grad.contiguous()
+    # The weight-gradient GEMM reads grad_y position-major (channels-last) in place.
+    grad_cl = grad.permute(0, 2, 3, 1).contiguous()
+    dx = torch.zeros(x.shape, dtype=x.dtype, device=x.device) if compute_dx else None
+    dpacked = torch.empty_like(packed)
+    dbias = x.new_empty(weight.shape[0]) if bias is not None else None
+    geometry = _geometry(x, weight, stride, padding, dilation, groups, 3 if weight3 is not None else 2)
+    getattr(module, f"backward_{suffix}")(
+        grad.data_ptr(), grad_cl.data_ptr(), x.data_ptr(), packed.data_ptr(), dx.data_ptr() if dx is not None else 0,
+        dpacked.data_ptr(), dbias.data_ptr() if dbias is not None else 0, *geometry, torch.get_num_threads())
+    return (dx, *_split_packed(dpacked, weight, weight2, weight3), dbias)
+
+
+@_forward.register("triton")
+def _forward_triton(x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
+    from ..kernels import cg2d_triton
+
+    return cg2d_triton.forward(x, weight, weight2, bias, stride, padding, dilation, groups)
+
+
+@_backward.register("triton")
+def _backward_triton(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
+    from ..kernels import cg2d_triton
+
+    dx, dw1, dw2, dbias = cg2d_triton.backward(grad, x, weight, weight2, bias, stride, padding, dilation, groups,
+                                               compute_dx)
+    return dx, dw1, dw2, None, dbias
+
+
+@_forward.register("cuda")
+def _forward_cuda(x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
+    module = _extensions.cuda().cg2d
+    suffix = {torch.float32: "f32", torch.float64: "f64"}[x.dtype]
+    packed = _packed_weights(weight, weight2, None)
+    y = x.new_empty(_out_shape(x, weight, stride, padding, dilation))
+    bias_ptr = bias.contiguous().data_ptr() if bias is not None else 0
+    geometry = _geometry(x, weight, stride, padding, dilation, groups, 2)
+    getattr(module, f"forward_{suffix}")(x.data_ptr(), packed.data_ptr(), bias_ptr, y.data_ptr(), *geometry,
+                                         torch.cuda.current_stream(x.device).cuda_stream)
+    return y
+
+
+@_backward.register("cuda")
+def _backward_cuda(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
+    module = _extensions.cuda().cg2d
+    suffix = {torch.float32: "f32", torch.float64: "f64"}[x.dtype]
+    packed = _packed_weights(weight, weight2, None)
+    grad = grad.contiguous()
+    dx = torch.empty(x.shape, dtype=x.dtype, device=x.device) if compute_dx else None
+    dpacked = torch.empty_like(packed)
+    dbias = x.new_empty(weight.shape[0]) if bias is not None else None
+    geometry = _geometry(x, weight, stride, padding, dilation, groups, 2)
+    getattr(module, f"backward_{suffix}")(
+        grad.data_ptr(), x.data_ptr(), packed.data_ptr(), dx.data_ptr() if dx is not None else 0,
+        dpacked.data_ptr(), dbias.data_ptr() if dbias is not None else 0, *geometry,
+        torch.cuda.current_stream(x.device).cuda_stream)
+    return (dx, *_split_packed(dpacked, weight, weight2, None), dbias)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Custom ops
+# ----------------------------------------------------------------------------------------------------------------
+@torch.library.custom_op("physkernels::cg2d", mutates_args=())
+def _cg2d(x: torch.Tensor, weight: torch.Tensor, weight2: torch.Tensor, weight3: Optional[torch.Tensor],
+          bias: Optional[torch.Tensor], stride: list[int], padding: list[int], dilation: list[int],
+          groups: int) -> torch.Tensor:
+    impl = _resolve(_forward, x.device, weight3 is not None)
+    return impl(x, weight.contiguous(), weight2.contiguous(), None if weight3 is None else weight3.contiguous(),
+                bias, tuple(stride), tuple(padding), tuple(dilation), groups)
+
+
+@_cg2d.register_fake
+def _(x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
+    return x.new_empty(_out_shape(x, weight, stride, padding, dilation))
+
+
+@torch.library.custom_op("physkernels::cg2d_backward", mutates_args=())
+def _cg2d_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, weight2: torch.Tensor,
+                   weight3: Optional[torch.Tensor], bias: Optional[torch.Tensor], stride: list[int],
+                   padding: list[int], dilation: list[int], groups: int,
+                   compute_dx: bool) -> list[torch.Tensor]:
+    """Returns [dx, dweight, dweight2, dweight3, dbias]; absent ones (no W3, no bias, not compute_dx) are empty."""
+    impl = _resolve(_backward, x.device, weight3 is not None)
+    grads = impl(grad, x, weight.contiguous(), weight2.contiguous(),
+                 None if weight3 is None else weight3.contiguous(), bias, tuple(stride), tuple(padding),
+                 tuple(dilation), groups, compute_dx)
+    return [g if g is not None else x.new_empty(0) for g in grads]
+
+
+@_cg2d_backward.register_fake
+def _(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
+    def like(t, present):
+        return t.new_empty(t.shape) if present else x.new_empty(0)
+
+    return [like(x, compute_dx), like(weight, True), like(weight2, True),
+            like(weight3 if weight3 is not None else x, weight3 is not None),
+            like(bias if bias is not None else x, bias is not None)]
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, weight2, weight3, bias, stride, padding, dilation, groups = inputs
+    ctx.save_for_backward(x, weight, weight2, weight3, bias)
+    ctx.geometry = (stride, padding, dilation, groups)
+
+
+def _backward_fn(ctx, grad):
+    x, weight, weight2, weight3, bias = ctx.saved_tensors
+    stride, padding, dilation, groups = ctx.geometry
+    dx, dw1, dw2, dw3, dbias = _cg2d_backward(grad, x, weight, weight2, weight3, bias, stride, padding, dilation,
+                                              groups, ctx.needs_input_grad[0])
+    return (dx if ctx.needs_input_grad[0] else None, dw1, dw2, dw3 if weight3 is not None else None,
+            dbias if bias is not None else None, None, None, None, None)
+
+
+_cg2d.register_autograd(_backward_fn, setup_context=_setup_context)
+
+
+def cg2d(x: torch.Tensor, weight: torch.Tensor, weight2: torch.Tensor, bias: Optional[torch.Tensor] = None,
+         stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1, *,
+         weight3: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Second-order (third with ``weight3``) coarse-graining convolution; see the module docstring for the math.
+
+    Args:
+        x: (B, C_in, H, W), float32 or float64; NCHW or channels_last.
+        weight: W1, (C_out, C_in/groups, kh, kw).
+        weight2: W2, (C_out, C_in/groups, P(P+1)/2), P = kh*kw, pairs in ``torch.triu_indices(P, P)`` order.
+        bias: (C_out,) or None.
+        stride, padding, dilation: int or pair, as nn.Conv2d (zero padding).
+        groups: as nn.Conv2d.
+        weight3: optional W3, (C_out, C_in/groups, P(P+1)(P+2)/6), triples p <= q <= s lexicographic.
+
+    Returns:
+        y: (B, C_out, Ho, Wo) with nn.Conv2d's output size, contiguous NCHW. Differentiable in every tensor.
+    """
+    stride, padding, dilation = _validate(x, weight, weight2, weight3, bias, stride, padding, dilation, groups)
+    return _cg2d(x, weight, weight2, weight3, bias, list(stride), list(padding), list(dilation), groups)

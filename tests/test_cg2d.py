@@ -1,0 +1,330 @@
+"""CG2d: every backend against the independent float64 reference (values and all gradients), plus the layer."""
+
+import random
+
+import pytest
+import torch
+from torch import nn
+
+import physkernels
+from physkernels.backends import available_backends
+from physkernels.nn import CG2d
+from physkernels.ops.cg2d import _cg2d, _cg2d_backward, cg2d, num_pairs, num_triples, reference_cg2d, unfold_cg2d
+from physkernels.testing import check_against_reference
+
+CPU_BACKENDS = [b for b in ("cpp", "triton") if b in available_backends("cpu")]
+NAMES_2 = ["x", "weight", "weight2", "bias"]
+NAMES_3 = ["x", "weight", "weight2", "bias", "weight3"]
+
+
+def random_config(seed: int) -> dict:
+    """A tiny random layer + input over the issue's ranges; every 7th has output size 1, every 4th is order 3."""
+    rng = random.Random(seed)
+    kh, kw = rng.randint(1, 3), rng.randint(1, 3)
+    sh, sw = rng.randint(1, 3), rng.randint(1, 3)
+    dh, dw = rng.randint(1, 3), rng.randint(1, 3)
+    ph, pw = rng.randint(0, 2), rng.randint(0, 2)
+    groups_kind = rng.choice(["one", "two", "depthwise"])
+    cg = rng.randint(1, 3)
+    if groups_kind == "one":
+        groups, c_in, c_out = 1, cg, rng.randint(1, 5)
+    elif groups_kind == "two":
+        groups, c_in, c_out = 2, 2 * cg, 2 * rng.randint(1, 3)
+    else:
+        c_in = rng.randint(1, 4)
+        groups, cg, c_out = c_in, 1, c_in * rng.randint(1, 2)
+    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if seed % 7 == 0:  # output size exactly 1 along both axes
+        h, w = max(1, span_h - 2 * ph), max(1, span_w - 2 * pw)
+    else:
+        h = max(span_h - 2 * ph, 1) + rng.randint(0, 5)
+        w = max(span_w - 2 * pw, 1) + rng.randint(0, 5)
+        h, w = h + (h % 2 == 0), w + (w % 2 == 0)  # odd sizes
+    return dict(batch=rng.randint(1, 3), c_in=c_in, c_out=c_out, cg=cg, h=h, w=w, kernel=(kh, kw),
+                stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=groups, order=3 if seed % 4 == 0 else 2,
+                bias=seed % 5 != 0)
+
+
+def make_args(cfg: dict, dtype=torch.float64, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0):
+        return torch.randn(*shape, generator=gen, dtype=dtype) * scale
+
+    kh, kw = cfg["kernel"]
+    P = kh * kw
+    x = rnd(cfg["batch"], cfg["c_in"], cfg["h"], cfg["w"])
+    w1 = rnd(cfg["c_out"], cfg["cg"], kh, kw)
+    w2 = rnd(cfg["c_out"], cfg["cg"], num_pairs(P), scale=0.5)
+    bias = rnd(cfg["c_out"]) if cfg["bias"] else None
+    w3 = rnd(cfg["c_out"], cfg["cg"], num_triples(P), scale=0.3) if cfg["order"] == 3 else None
+    return x, w1, w2, bias, w3
+
+
+def geometry(cfg):
+    return cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"]
+
+
+def as_functions(cfg, backend: str):
+    """(op, reference) taking (x, w1, w2, bias[, w3]) so check_against_reference differentiates every tensor."""
+    geo = geometry(cfg)
+
+    def op(x, w1, w2, bias=None, w3=None):
+        with physkernels.use_backend(backend):
+            return cg2d(x, w1, w2, bias, *geo, weight3=w3)
+
+    def ref(x, w1, w2, bias=None, w3=None):
+        return reference_cg2d(x, w1, w2, w3, bias, *geo)
+
+    return op, ref
+
+
+def check_backend(cfg, backend, dtype=torch.float64, atol=1e-9, rtol=1e-7, seed=0):
+    x, w1, w2, bias, w3 = make_args(cfg, dtype, seed)
+    op, ref = as_functions(cfg, backend)
+    if bias is None:  # keep positions: pass bias=None through a wrapper so only tensors are differentiated
+        args = [x, w1, w2] + ([] if w3 is None else [w3])
+        wrap = (lambda f: (lambda x, w1, w2, w3=None: f(x, w1, w2, None, w3)))
+        op, ref = wrap(op), wrap(ref)
+        names = ["x", "weight", "weight2"] + ([] if w3 is None else ["weight3"])
+    else:
+        args = [x, w1, w2, bias] + ([] if w3 is None else [w3])
+        names = NAMES_3 if w3 is not None else NAMES_2
+    check_against_reference(op, ref, args, atol=atol, rtol=rtol, names=names)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Values and all gradients against the float64 reference, >= 200 random configurations
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="physkernels._C not built")
+@pytest.mark.parametrize("seed", range(220))
+def test_cpp_matches_reference(seed):
+    check_backend(random_config(seed), "cpp", seed=seed)
+
+
+def test_random_configs_cover_the_issue_ranges():
+    cfgs = [random_config(s) for s in range(220)]
+    assert {c["kernel"][0] for c in cfgs} == {1, 2, 3} and any(c["kernel"][0] != c["kernel"][1] for c in cfgs)
+    for key in ("stride", "dilation"):
+        assert {v for c in cfgs for v in c[key]} == {1, 2, 3}
+    assert {v for c in cfgs for v in c["padding"]} == {0, 1, 2}
+    assert {c["groups"] == c["c_in"] for c in cfgs} == {True, False} and any(c["groups"] == 2 for c in cfgs)
+    assert {c["batch"] for c in cfgs} == {1, 2, 3} and {c["order"] for c in cfgs} == {2, 3}
+    outs = []
+    for c in cfgs:
+        x, w1, *_ = make_args(c)
+        outs.append(reference_cg2d(x, w1, torch.zeros(c["c_out"], c["cg"], num_pairs(w1.shape[2] * w1.shape[3]),
+                                                      dtype=x.dtype), None, None, *geometry(c)).shape[2:])
+    assert any(o == (1, 1) for o in outs)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 8, 12])
+def test_unfold_baseline_matches_reference(seed):
+    cfg = random_config(seed)
+    x, w1, w2, bias, w3 = make_args(cfg)
+    geo = geometry(cfg)
+    torch.testing.assert_close(unfold_cg2d(x, w1, w2, w3, bias, *geo), reference_cg2d(x, w1, w2, w3, bias, *geo))
+
+
+def test_reference_equals_the_written_out_sum():
+    """One 2x2 patch by hand: y = b + sum_p w1_p x_p + sum_{p<=q} w2_pq x_p x_q."""
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 5.0]]]], dtype=torch.float64)
+    w1 = torch.tensor([[[[0.5, -1.0], [2.0, 0.25]]]], dtype=torch.float64)
+    w2 = torch.arange(1.0, 11.0, dtype=torch.float64).reshape(1, 1, 10)
+    v = [1.0, 2.0, 3.0, 5.0]
+    pairs = [(p, q) for p in range(4) for q in range(p, 4)]
+    want = 0.7 + sum(a * b for a, b in zip([0.5, -1.0, 2.0, 0.25], v)) + sum(
+        (k + 1) * v[p] * v[q] for k, (p, q) in enumerate(pairs))
+    got = reference_cg2d(x, w1, w2, None, torch.tensor([0.7], dtype=torch.float64))
+    assert got.shape == (1, 1, 1, 1) and abs(got.item() - want) < 1e-12
+    if "cpp" in CPU_BACKENDS:
+        with physkernels.use_backend("cpp"):
+            assert abs(cg2d(x, w1, w2, torch.tensor([0.7], dtype=torch.float64)).item() - want) < 1e-12
+
+
+@pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="physkernels._C not built")
+@pytest.mark.parametrize("seed", [5, 6, 9, 16])
+def test_cpp_float32_close_to_float64_reference(seed):
+    cfg = random_config(seed)
+    x, w1, w2, bias, w3 = make_args(cfg, torch.float32, seed)
+    with physkernels.use_backend("cpp"):
+        y = cg2d(x, w1, w2, bias, *geometry(cfg), weight3=w3)
+    want = reference_cg2d(*(t.double() if t is not None else None for t in (x, w1, w2, w3, bias)), *geometry(cfg))
+    torch.testing.assert_close(y.double(), want, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="physkernels._C not built")
+def test_cpp_is_independent_of_thread_count_and_accepts_channels_last():
+    cfg = dict(batch=3, c_in=8, c_out=6, cg=4, h=11, w=9, kernel=(2, 3), stride=(1, 2), padding=(1, 1),
+               dilation=(2, 1), groups=2, order=2, bias=True)
+    x, w1, w2, bias, _ = make_args(cfg, torch.float32)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            leaves = [t.clone().requires_grad_() for t in (x, w1, w2, bias)]
+            with physkernels.use_backend("cpp"):
+                y = cg2d(*leaves, *geometry(cfg))
+            y.backward(torch.ones_like(y))
+            results.append([y.detach()] + [t.grad for t in leaves])
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+    with physkernels.use_backend("cpp"):
+        y_cl = cg2d(x.to(memory_format=torch.channels_last), w1, w2, bias, *geometry(cfg))
+    torch.testing.assert_close(y_cl, results[0][0], atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Triton (CPU interpreter here: tiny shapes)
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.triton
+@pytest.mark.skipif("triton" not in CPU_BACKENDS, reason="triton needs a GPU or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("seed", [1, 2, 3, 5, 6, 7, 9, 10, 14, 21])
+def test_triton_matches_reference(seed):
+    cfg = random_config(seed)
+    cfg.update(order=2, batch=min(cfg["batch"], 2))
+    check_backend(cfg, "triton", seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# torch.library / autograd machinery
+# ---------------------------------------------------------------------------------------------------------------
+GRADCHECK_CONFIGS = [
+    dict(batch=2, c_in=2, c_out=3, cg=2, h=5, w=4, kernel=(2, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2),
+         groups=1, order=2, bias=True),
+    dict(batch=1, c_in=2, c_out=2, cg=1, h=4, w=3, kernel=(2, 2), stride=(1, 1), padding=(1, 1), dilation=(1, 1),
+         groups=2, order=3, bias=True),
+]
+
+
+@pytest.mark.parametrize("backend", ["reference"] + CPU_BACKENDS)
+@pytest.mark.parametrize("cfg", GRADCHECK_CONFIGS)
+def test_gradcheck(backend, cfg):
+    if backend == "triton" and cfg["order"] == 3:
+        pytest.skip("triton implements order 2")
+    x, w1, w2, bias, w3 = make_args(cfg)
+    geo = geometry(cfg)
+    tensors = [t.requires_grad_() for t in (x, w1, w2, bias, w3) if t is not None]
+
+    def f(x, w1, w2, bias, w3=None):
+        with physkernels.use_backend(backend):
+            return cg2d(x, w1, w2, bias, *geo, weight3=w3)
+
+    assert torch.autograd.gradcheck(f, tensors, fast_mode=True)
+
+
+@pytest.mark.parametrize("cfg", GRADCHECK_CONFIGS)
+def test_opcheck(cfg):
+    x, w1, w2, bias, w3 = make_args(cfg)
+    s, p, d, g = (list(v) if isinstance(v, tuple) else v for v in geometry(cfg))
+    torch.library.opcheck(_cg2d, (x.requires_grad_(), w1.requires_grad_(), w2.requires_grad_(), w3, bias, s, p, d, g))
+    y = reference_cg2d(x.detach(), w1.detach(), w2.detach(), w3, bias, *geometry(cfg))
+    torch.library.opcheck(_cg2d_backward, (torch.randn_like(y), x.detach(), w1.detach(), w2.detach(), w3, bias, s, p,
+                                           d, g, True))
+
+
+def test_torch_compile_fullgraph():
+    cfg = GRADCHECK_CONFIGS[0]
+    x, w1, w2, bias, _ = make_args(cfg, torch.float32)
+    layer = CG2d(2, 3, 2, stride=(2, 1), padding=(1, 0), dilation=(1, 2))
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    y = compiled(x.requires_grad_())
+    torch.testing.assert_close(y, layer(x))
+    y.sum().backward()
+    grad_compiled = x.grad.clone()
+    x.grad = None
+    layer(x).sum().backward()
+    torch.testing.assert_close(grad_compiled, x.grad)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The layer
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("order", [2, 3])
+def test_from_conv_equals_the_conv(order):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 4, (2, 3), stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
+    layer = CG2d.from_conv(conv, order=order)
+    x = torch.randn(3, 6, 9, 11)
+    torch.testing.assert_close(layer(x), conv(x), atol=1e-5, rtol=1e-5)
+    assert layer.weight2.abs().max() == 0 and (order == 2 or layer.weight3.abs().max() == 0)
+
+
+def test_order_one_is_a_convolution_and_arguments_match_conv2d():
+    torch.manual_seed(0)
+    layer = CG2d(4, 6, kernel_size=(3, 2), stride=2, padding=(1, 0), dilation=1, groups=2, order=1)
+    assert layer.weight2 is None and layer.weight.shape == nn.Conv2d(4, 6, (3, 2), groups=2).weight.shape
+    x = torch.randn(2, 4, 9, 7)
+    want = nn.functional.conv2d(x, layer.weight, layer.bias, 2, (1, 0), 1, 2)
+    torch.testing.assert_close(layer(x), want)
+    cg = CG2d(4, 6, 3, padding=1, groups=2, order=2)
+    assert cg(x).shape == nn.Conv2d(4, 6, 3, padding=1, groups=2)(x).shape
+    assert sum(p.numel() for p in cg.parameters()) == 6 * 2 * (9 + 45) + 6
+
+
+def test_state_dict_round_trip():
+    torch.manual_seed(0)
+    a = CG2d(3, 5, 2, stride=2, order=3)
+    b = CG2d(3, 5, 2, stride=2, order=3)
+    b.load_state_dict(a.state_dict())
+    assert set(a.state_dict()) == {"weight", "weight2", "weight3", "bias"}
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(a(x), b(x))
+
+
+@pytest.mark.parametrize("order,kernel,paddings", [(2, 3, (1, 1)), (2, 2, (0, 1)), (3, 3, (1, 1)), (3, 2, (0, 1))])
+def test_eight_layer_stack_keeps_unit_variance_bounded(order, kernel, paddings):
+    """The init rule: 8 stacked CG2d layers, no activations, unit-variance input -> output variance in [0.1, 10]."""
+    x = torch.randn(8, 16, 16, 16)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        layers = nn.Sequential(*[CG2d(16, 16, kernel, padding=paddings[i % 2], order=order) for i in range(8)])
+        with torch.no_grad():
+            variance = layers(x).var().item()
+        assert 0.1 <= variance <= 10, (seed, variance)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------------------------
+def _good():
+    x = torch.randn(2, 4, 6, 6)
+    return dict(x=x, weight=torch.randn(6, 2, 2, 2), weight2=torch.randn(6, 2, 10), bias=torch.randn(6), groups=2)
+
+
+@pytest.mark.parametrize("change,error,match", [
+    (dict(x=torch.randn(4, 6, 6)), ValueError, "x must be a 4-d"),
+    (dict(x=torch.randn(2, 6, 6, 6)), ValueError, "channels"),
+    (dict(x=torch.randn(2, 4, 1, 6)), ValueError, "padded input x"),
+    (dict(weight2=torch.randn(6, 2, 9)), ValueError, "weight2 must have shape"),
+    (dict(groups=3), ValueError, "groups"),
+    (dict(weight=torch.randn(6, 2, 2, 2, dtype=torch.float64)), TypeError, "weight has dtype"),
+    (dict(x=torch.randn(2, 4, 6, 6).to(torch.int32)), TypeError, "x must be float32 or float64"),
+    (dict(bias=torch.randn(5)), ValueError, "bias must have shape"),
+    (dict(weight2=torch.randn(6, 2, 10, device="meta")), ValueError, "weight2 is on meta"),
+    (dict(x=[[1.0]]), TypeError, "x must be a torch.Tensor"),
+])
+def test_bad_input_raises_naming_the_argument(change, error, match):
+    args = {**_good(), **change}
+    with pytest.raises(error, match=match):
+        cg2d(args["x"], args["weight"], args["weight2"], args["bias"], groups=args["groups"])
+
+
+def test_bad_arguments_to_the_layer_and_geometry():
+    with pytest.raises(ValueError, match="groups"):
+        CG2d(4, 6, 2, groups=4)
+    with pytest.raises(ValueError, match="order"):
+        CG2d(4, 6, 2, order=4)
+    with pytest.raises(TypeError, match="stride"):
+        cg2d(**{k: v for k, v in _good().items()}, stride=(1, 2, 3))
+    with pytest.raises(ValueError, match="in_channels=4"):
+        CG2d(4, 6, 2)(torch.randn(1, 3, 5, 5))
+    with pytest.raises(ValueError, match="weight3 must have shape"):
+        g = _good()
+        cg2d(g["x"], g["weight"], g["weight2"], g["bias"], groups=2, weight3=torch.randn(6, 2, 19))
+    with pytest.raises(TypeError, match="conv must be an nn.Conv2d"):
+        CG2d.from_conv(nn.Linear(3, 3))
