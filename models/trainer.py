@@ -89,7 +89,8 @@ def train_run(cfg: RunConfig, train: tuple[torch.Tensor, torch.Tensor],
     checkpoint.seed_everything(cfg.seed)
     model = model_spec(cfg.model).build(cfg.bond_dim).to(cfg.device)
     net = model
-    if world > 1:
+    if world > 1:  # same initial weights everywhere (DDP also broadcasts rank 0's); own dropout stream per rank
+        checkpoint.seed_everything(cfg.seed + 7919 * rank)
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[torch.device(cfg.device).index] if cfg.device.startswith("cuda") else None)
     optimizer = cfg.preset.make_optimizer(model.parameters())
