@@ -15,19 +15,23 @@ import torch
 from torch import nn
 
 import physkernels.nn as pknn
-from models import MODELS, build, spec
-from models.layers import MPOFeatureMap
-from models.mponets import VGG, DenseNet, ResNet
-from models.plots import accuracy_vs_depth
-from models.presets import PRESETS
-from models.registry import ModelSpec
-from models.stats import mean_sigma
-from models.train import load_data, main
-from models.trainer import RunConfig, train_run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:  # models/ lives in the repo, not in the installed package; append so that an installed
+    sys.path.append(REPO)  # physkernels still wins over the source tree
+
+from models import MODELS, build, spec  # noqa: E402
+from models.layers import MPOFeatureMap  # noqa: E402
+from models.mponets import VGG, DenseNet, ResNet  # noqa: E402
+from models.plots import accuracy_vs_depth  # noqa: E402
+from models.presets import PRESETS  # noqa: E402
+from models.registry import ModelSpec  # noqa: E402
+from models.stats import mean_sigma  # noqa: E402
+from models.train import load_data, main  # noqa: E402
+from models.trainer import RunConfig, train_run  # noqa: E402
 
 HAS_CG = hasattr(pknn, "CG2d")
 needs_cg = pytest.mark.skipif(not HAS_CG, reason="physkernels.nn.CG2d not available on this branch yet")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -58,11 +62,12 @@ def test_compression_ratio_matches_paper(name, lo, hi):
     assert lo <= report.rho <= hi, (name, report.rho)
     assert report.parameters == sum(p.numel() for p in model.parameters())
     # The dense twin has, at the same module paths, dense layers with exactly N_ori weights.
-    twin = dict(build(spec(name).twin).named_modules())
+    twin = build(spec(name).twin)
+    modules = dict(twin.named_modules())
     for path, n_mpo, n_ori in report.layers:
-        assert isinstance(twin[path], (nn.Linear, nn.Conv2d)) and twin[path].weight.numel() == n_ori
+        assert isinstance(modules[path], (nn.Linear, nn.Conv2d)) and modules[path].weight.numel() == n_ori
         assert n_mpo < n_ori
-    assert build(spec(name).twin).compression().rho == 1.0
+    assert twin.compression().rho == 1.0
 
 
 def test_fc2_counts_match_paper():
