@@ -162,6 +162,8 @@ class ResNet(PaperModel):
         if mpo_unit and not mpo:
             raise ValueError("mpo_unit=True needs mpo=True")
         n = (depth - 2) // 6
+        if mpo_unit and n < 2:
+            raise ValueError(f"mpo_unit=True needs depth >= 14 (the last ResUnit must keep its 8x8 map), got {depth}")
         self.depth, self.k = depth, k
         self.stem = nn.Conv2d(3, 16, 3, padding=1, bias=False)
         blocks, c_in = [], 16

@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
                    help="also checkpoint every STEPS optimizer steps (always at the end of each epoch)")
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and start every run anew")
-    p.add_argument("--quick", action="store_true", help="smoke test: 1 epoch on <= 256 train / 128 test images")
+    p.add_argument("--quick", action="store_true", help="smoke test: <= 256 train / 128 test images, 1 epoch unless --epochs")
     p.add_argument("--stop-after-steps", type=int, default=0, metavar="N",
                    help="stop each run after N steps as if killed (checkpoint kept; rerun to resume)")
     p.add_argument("--no-progress", action="store_true")
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         model = spec(name)
         preset = PRESETS[model.preset].for_dataset(args.dataset).with_overrides(lr=args.lr, momentum=args.momentum,
                                                       batch_size=args.batch_size, l2=args.l2)
-        epochs = 1 if args.quick else (args.epochs or preset.epochs[args.dataset])
+        epochs = args.epochs or (1 if args.quick else preset.epochs[args.dataset])
         key = (model.input_shape, preset.normalize)
         if key not in data_cache:
             data_cache[key] = load_data(args.dataset, args.data_dir, model.input_shape, preset.normalize, args.quick)

@@ -163,6 +163,8 @@ def test_bad_arguments_raise_clear_errors():
         VGG(depth=17)
     with pytest.raises(ValueError, match="depth"):
         ResNet(depth=21)
+    with pytest.raises(ValueError, match="depth >= 14"):
+        ResNet(depth=8, mpo=True, mpo_unit=True)
     with pytest.raises(ValueError, match="Table II"):
         DenseNet(16, 12, 16, mpo=True)
     with pytest.raises(ValueError, match="multiply"):
@@ -273,12 +275,41 @@ def test_cli_resume_after_stop(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _subprocess_env() -> dict:
+    return dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+
+
+def test_sigkill_during_training_then_resume(tmp_path):
+    """A real kill -9 while the run checkpoints every step; the rerun ends with the uninterrupted run's weights."""
+    args = ["--model", "fc2-mpo", "--bond-dim", "4", "--quick", "--epochs", "40", "--no-progress", "--threads", "1",
+            "--seed", "2"]  # 120 steps; the checkpoint frequency does not change the result
+    ckpt = tmp_path / "cut" / "checkpoints" / "fc2-mpo-D4-seed2.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "models.train", *args, "--checkpoint-every", "1", "--out",
+                             str(tmp_path / "cut")], cwd=REPO, env=_subprocess_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        step = 0
+        while step < 4 and proc.poll() is None:
+            if ckpt.exists():
+                step = torch.load(str(ckpt), weights_only=False)["state"]["global_step"]
+        proc.kill()
+    finally:
+        proc.wait(timeout=60)
+    killed = torch.load(str(ckpt), weights_only=False)
+    assert proc.returncode != 0 and killed["result"] is None, "the run finished before it could be killed"
+    assert main(args + ["--out", str(tmp_path / "cut")]) == 0
+    main(args + ["--out", str(tmp_path / "full")])
+    a, b = _final_weights(str(tmp_path / "full"), "fc2-mpo-D4-seed2"), _final_weights(str(tmp_path / "cut"),
+                                                                                      "fc2-mpo-D4-seed2")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.exists(os.path.join(
     os.path.dirname(sys.executable), "torchrun")), reason="torchrun not installed")
 def test_ddp_two_processes_match_single_process(tmp_path):
     args = ["--model", "fc2-mpo", "--bond-dim", "4", "--quick", "--no-progress", "--threads", "1", "--seed", "1"]
     torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    env = _subprocess_env()
     proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "models.train", *args,
                            "--out", str(tmp_path / "ddp")], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=120)
