@@ -8,7 +8,8 @@ Experiments (each a ``python -m models.train`` subprocess with one torch thread,
 * taylornet_mnist: the Fig. 5 TaylorNet on digits resized to 28x28 and its ablation, 1 run, few epochs (it costs
   ~50 s per epoch here).
 * --sweep adds fc2-mpo at D = 2, 4, 16 (m = 5) for the accuracy-vs-D plot of the MPO paper's Fig. 2.
-Wall times are of each subprocess and are noisy on a shared machine.
+Wall times are of each subprocess and are noisy on a shared machine. A finished experiment (its out/wall.json)
+is reused when the script is run again; delete --out to start over.
 """
 
 from __future__ import annotations
@@ -41,7 +42,14 @@ def experiments(args) -> dict[str, list[str]]:
 
 
 def run(name: str, cli: list[str], out_root: str) -> tuple[str, float, dict]:
-    out = os.path.join(out_root, name)
+    """Run one experiment (or reuse it when ``out/wall_<name>.json`` says it finished) -> (name, wall s, results).
+
+    fc2_sweep shares fc2's folder, so its dense and D = 8 runs are fc2's finished checkpoints."""
+    out = os.path.join(out_root, "fc2" if name == "fc2_sweep" else name)
+    wall_file = os.path.join(out, f"wall_{name}.json")
+    if os.path.exists(wall_file):
+        with open(wall_file) as f, open(os.path.join(out, "results.json")) as g:
+            return name, json.load(f)["wall_seconds"], json.load(g)
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "models.train", *cli, "--dataset", "digits", "--threads", "1",
@@ -49,6 +57,9 @@ def run(name: str, cli: list[str], out_root: str) -> tuple[str, float, dict]:
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+    with open(wall_file + ".tmp", "w") as f:
+        json.dump({"wall_seconds": wall}, f)
+    os.replace(wall_file + ".tmp", wall_file)
     with open(os.path.join(out, "results.json")) as f:
         return name, wall, json.load(f)
 
@@ -78,8 +89,10 @@ def main() -> None:
     p.add_argument("--out", default=os.path.join(REPO, "runs", "bench_models_digits"))
     args = p.parse_args()
     exps = experiments(args)
+    chains = [[n for n in ("fc2", "fc2_sweep") if n in exps]] + [[n] for n in exps if not n.startswith("fc2")]
     with ThreadPoolExecutor(args.jobs) as pool:
-        done = {name: (wall, res) for name, wall, res in pool.map(lambda kv: run(*kv, args.out), exps.items())}
+        finished = pool.map(lambda chain: [run(n, exps[n], args.out) for n in chain], chains)
+        done = {name: (wall, res) for chain in finished for name, wall, res in chain}
     by = lambda res: {(s["model"], s["bond_dim"]): s for s in res["summaries"]}  # noqa: E731
     tables = []
     wall, res = done["fc2"]

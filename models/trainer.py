@@ -141,6 +141,8 @@ def train_run(cfg: RunConfig, train: tuple[torch.Tensor, torch.Tensor],
             loss = ce + cfg.preset.l2 * l2_penalty(model)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.preset.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.preset.clip_grad_norm)
             optimizer.step()
             state["step_in_epoch"] = step + 1
             state["global_step"] += 1
