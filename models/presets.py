@@ -8,10 +8,10 @@
 * ``vgg``: the paper's VGG setting: Nesterov momentum 0.9, lr 0.1 multiplied by sqrt(0.1) every 50 epochs,
   weight decay 2e-4, batch 100.
 * ``lenet5``, ``resnet``, ``densenet``, ``taylornet``: not given in the papers; ours (documented in
-  docs/models.md): ResNet/DenseNet reuse the VGG schedule. TaylorNet (no activations, so a polynomial of degree 2^(number of
-  CG layers) in the input): lr 0.03 was the best of {0.01, 0.03, 0.1} on 7x7 digits (0.1 diverges); the
-  four-CG MNIST net diverges within 20 steps even at lr 0.01 unless the gradient norm is clipped, so the preset
-  clips it at 1.
+  docs/models.md): ResNet/DenseNet reuse the VGG schedule. TaylorNet (no activations, so a polynomial of
+  degree 2^(number of CG layers) in the input): lr 0.03 was the best of {0.01, 0.03, 0.1} on 7x7 digits
+  (0.1 diverges); the four-CG MNIST net diverges within 20 steps even at lr 0.01 unless the gradient norm is
+  clipped, so the preset clips it at 1.
 
 Inputs are in [0, 1] for fc2 and lenet5 (as in the paper's MNIST code) and standardised per channel otherwise.
 ``epochs`` is per data set: the paper-scale runs on MNIST/CIFAR-10, and a short one for the bundled digits.

@@ -57,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
                    help="also checkpoint every STEPS optimizer steps (always at the end of each epoch)")
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and start every run anew")
-    p.add_argument("--quick", action="store_true", help="smoke test: <= 256 train / 128 test images, 1 epoch unless --epochs")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: <= 256 train / 128 test images, 1 epoch unless --epochs")
     p.add_argument("--stop-after-steps", type=int, default=0, metavar="N",
                    help="stop each run after N steps as if killed (checkpoint kept; rerun to resume)")
     p.add_argument("--no-progress", action="store_true")

@@ -97,7 +97,8 @@ def test_taylornet_parameter_counts():
 def test_taylornet_shapes_derived_from_captions():
     # Feature-map sizes 28 -> 14 -> 7 -> 4 -> 2 (MNIST), 7 -> 4 -> 2 -> 1, 32 -> 16 -> 8 -> 4 -> 2 -> 1 (CIFAR-10),
     # checked on the CG->conv ablation, which has the same shapes.
-    for name, sizes in (("taylornet-mnist-conv", [28, 14, 14, 7, 7, 4, 4, 2]), ("taylornet-7x7-conv", [7, 4, 4, 2, 2, 1]),
+    for name, sizes in (("taylornet-mnist-conv", [28, 14, 14, 7, 7, 4, 4, 2]),
+                        ("taylornet-7x7-conv", [7, 4, 4, 2, 2, 1]),
                         ("taylornet-cifar10-conv", [32, 16, 16, 8, 8, 4, 4, 2, 2, 1])):
         model = build(name)
         x = torch.rand(1, *spec(name).input_shape)
