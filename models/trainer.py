@@ -102,6 +102,9 @@ def train_run(cfg: RunConfig, train: tuple[torch.Tensor, torch.Tensor],
         if saved["model_name"] != cfg.model or saved["seed"] != cfg.seed or saved["bond_dim"] != cfg.bond_dim:
             raise ValueError(f"checkpoint {cfg.checkpoint_path} belongs to another run "
                              f"({saved['model_name']}, seed {saved['seed']}, D={saved['bond_dim']})")
+        if saved.get("preset") != asdict(cfg.preset) or saved.get("epochs") != cfg.epochs:
+            raise ValueError(f"checkpoint {cfg.checkpoint_path} was trained with other settings "
+                             f"({saved.get('preset')}, {saved.get('epochs')} epochs); use another --out or --fresh")
         if saved.get("result") is not None:
             return saved["result"]
         model.load_state_dict(saved["model"])
@@ -117,7 +120,8 @@ def train_run(cfg: RunConfig, train: tuple[torch.Tensor, torch.Tensor],
         rngs = _gather_rng()
         if main:
             checkpoint.save_atomic({
-                "model_name": cfg.model, "seed": cfg.seed, "bond_dim": cfg.bond_dim, "model": model.state_dict(),
+                "model_name": cfg.model, "seed": cfg.seed, "bond_dim": cfg.bond_dim, "preset": asdict(cfg.preset),
+                "epochs": cfg.epochs, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": state,
                 "rng": rngs, "result": result}, cfg.checkpoint_path)
         if world > 1:
