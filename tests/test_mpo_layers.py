@@ -500,6 +500,7 @@ def test_compress_at_full_bond_keeps_the_function():
     model = _Net().double()
     original = copy.deepcopy(model)
     report = physkernels.compress(model, 10 ** 6, min_compression=math.inf, include=lambda n, m: n != "tiny")
+    assert physkernels.compress(copy.deepcopy(original), 2, include=["fc"]).layers[0].name == "fc"
     assert all(r.replaced and r.error < 1e-12 for r in report.layers) and len(report.layers) == 4
     x = torch.randn(2, 3, 6, 6, dtype=F64)
     torch.testing.assert_close(model(x), original(x), rtol=1e-10, atol=1e-10)
@@ -548,6 +549,12 @@ def test_bad_input_names_the_argument():
         physkernels.compress(_Net(), 2, shapes={"nope": ((2,), (2,))})
     with pytest.raises(TypeError, match="model must be an nn.Module"):
         physkernels.compress("model", 2)
+    with pytest.raises(TypeError, match="include must be a collection"):
+        physkernels.compress(_Net(), 2, include="fc")
+    with pytest.raises(ValueError, match="model is itself an nn.Linear"):
+        physkernels.compress(nn.Linear(16, 16), 2)
+    with pytest.raises(ValueError, match="bond_dim names layers"):
+        physkernels.compress(_Net(), {"fc": 2, "nope": 2})
     with pytest.raises(TypeError, match="weight must be a 2-D"):
         mpo.tt_svd(torch.randn(6), (2, 3), (1, 1), 2)
     bad = random_cores((2, 3), (3, 2), (2,))

@@ -75,12 +75,20 @@ class CompressionReport:
 
 
 def _named_targets(model: nn.Module, include) -> list[tuple[str, nn.Module]]:
+    """The nn.Linear / nn.Conv2d submodules (exact types: subclasses may change forward) that ``include`` selects."""
+    if isinstance(include, str):
+        raise TypeError(f"include must be a collection of layer names or a predicate, got the string {include!r} "
+                        f"(write [{include!r}])")
+    if include is not None and not callable(include):
+        include = set(include)
     targets = []
     for name, module in model.named_modules():
-        if type(module) not in _CONVERTERS:  # exact types: subclasses may change forward
+        if type(module) not in _CONVERTERS:
             continue
-        if include is None or (callable(include) and include(name, module)) or \
-                (not callable(include) and name in include):
+        if include is None or (include(name, module) if callable(include) else name in include):
+            if name == "":
+                raise ValueError(f"model is itself an nn.{type(module).__name__} and cannot be replaced in place: "
+                                 f"use MPOLinear.from_linear / MPOConv2d.from_conv")
             targets.append((name, module))
     return targets
 
