@@ -217,6 +217,26 @@ def _cpp_fused_backward(grad, x, merged):
     return grad_x, [contract.matrix_grad_to_core(g, c.shape, "ltr") for g, c in zip(grad_mats, merged)]
 
 
+def _triton_fused_forward(x, merged):
+    from ..kernels import mpo_triton
+
+    mats, steps, tile = _fused_chain(merged, x.shape[0], x.element_size())
+    return mpo_triton.chain_forward(x, mats, steps, tile=max(tile, 16))
+
+
+@_forward.register("triton")
+def _forward_triton(x, cores):
+    if x.dtype != torch.float32:
+        raise TypeError(f"the triton backend of mpo_linear runs in float32, got x of dtype {x.dtype}")
+    return contract.run_forward(_plan(x, cores, "forward", ("gemm", "fused")), x, cores, fused=_triton_fused_forward)
+
+
+@_backward.register("triton")
+def _backward_triton(grad, x, cores):
+    # The Triton kernel covers the forward chain; the backward runs the planned torch GEMM chain / dense plan.
+    return contract.run_backward(_plan(x, cores, "backward", ("gemm",)), grad, x, cores)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Custom ops
 # ----------------------------------------------------------------------------------------------------------------
