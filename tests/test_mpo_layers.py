@@ -167,6 +167,18 @@ def test_to_dense_matches_eq5_entry_by_entry():
         torch.testing.assert_close(mpo.to_dense(cores), dense_by_eq5(cores), rtol=1e-12, atol=1e-12)
 
 
+def test_kronecker_product_is_a_bond_one_mpo():
+    """Row-major convention check against torch.kron: W = A (x) B has cores A^T, B^T and one bond of dimension 1."""
+    a, b = torch.randn(3, 2, dtype=F64), torch.randn(4, 5, dtype=F64)   # (J_1, I_1), (J_2, I_2)
+    w = torch.kron(a, b)                                                # (J_1 J_2, I_1 I_2)
+    cores = [a.T[None, :, :, None], b.T[None, :, :, None]]
+    torch.testing.assert_close(mpo.to_dense(cores), w, rtol=0, atol=1e-14)
+    recovered, error = mpo.tt_svd(w, (2, 5), (3, 4), 1)
+    assert error < 1e-14 and recovered[0].shape == (1, 2, 3, 1)
+    layer = MPOLinear.from_linear(_linear_with(w), (2, 5), (3, 4), bond_dim=1)
+    assert float(layer.entanglement_entropy()[0]) == pytest.approx(0.0, abs=1e-12)
+
+
 @pytest.mark.parametrize("n", [2, 3, 4, 5, 6])
 def test_tt_svd_at_full_bond_is_exact(n):
     rng = random.Random(10 + n)
