@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 import random
 
@@ -503,6 +504,8 @@ def test_compress_replaces_layers_and_reports():
     assert report.compression_ratio == pytest.approx(
         sum(r.params_after for r in replaced) / sum(r.params_before for r in replaced))
     assert "compression ratio" in report.to_markdown() and "| fc |" in str(report)
+    as_json = json.loads(json.dumps(report.to_dict()))
+    assert as_json["params_after"] == report.params_after and as_json["layers"][2]["name"] == "fc"
     assert model(torch.randn(2, 3, 6, 6, dtype=F64)).shape == (2, 10)
 
 

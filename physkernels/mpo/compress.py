@@ -59,6 +59,11 @@ class CompressionReport:
         """Eq. 9: ``sum_l N_mpo^(l) / sum_l N_ori^(l)`` over the replaced layers (nan when none was)."""
         return self.params_after / self.params_before if self.params_before else float("nan")
 
+    def to_dict(self) -> dict:
+        """JSON-ready: the rows and the totals."""
+        return {"layers": [dataclasses.asdict(row) for row in self.layers], "params_before": self.params_before,
+                "params_after": self.params_after, "compression_ratio": self.compression_ratio}
+
     def to_markdown(self) -> str:
         lines = ["| layer | kind | weight | MPO | ranks | params before | params after | rel. error | note |",
                  "|---|---|---|---|---|---:|---:|---:|---|"]
