@@ -98,6 +98,13 @@ def _named_targets(model: nn.Module, include) -> list[tuple[str, nn.Module]]:
     return targets
 
 
+def _check_layer_names(mapping: Mapping, targets, argument: str) -> None:
+    unknown = set(mapping) - {name for name, _ in targets}
+    if unknown:
+        raise ValueError(f"{argument} names layers that are not selected nn.Linear/nn.Conv2d layers of model: "
+                         f"{sorted(unknown)}")
+
+
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
@@ -127,14 +134,9 @@ def compress(model: nn.Module, bond_dim, *, num_cores: int = 4,
     num_cores = check_positive_int(num_cores, "num_cores")
     shapes = dict(shapes or {})
     targets = _named_targets(model, include)
-    unknown = set(shapes) - {name for name, _ in targets}
-    if unknown:
-        raise ValueError(f"shapes names layers that are not nn.Linear/nn.Conv2d layers of model: {sorted(unknown)}")
+    _check_layer_names(shapes, targets, "shapes")
     if isinstance(bond_dim, Mapping):
-        unknown = set(bond_dim) - {name for name, _ in targets}
-        if unknown:
-            raise ValueError(f"bond_dim names layers that are not considered nn.Linear/nn.Conv2d layers of model: "
-                             f"{sorted(unknown)}")
+        _check_layer_names(bond_dim, targets, "bond_dim")
         targets = [(name, module) for name, module in targets if name in bond_dim]
     rows = []
     for name, module in targets:
