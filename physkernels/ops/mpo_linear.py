@@ -163,25 +163,25 @@ def _plan(x: torch.Tensor, cores, objective: str, kernels: tuple[str, ...]) -> p
                         objective=objective)
 
 
+def _require_float_dtype(x, backend: str):
+    if x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"the {backend} backend of mpo_linear supports float32 and float64, got x of dtype {x.dtype}")
+
+
 def _cpp_kernels() -> tuple[str, ...]:
     module = _extensions.load("_C")
     return ("gemm", "fused") if module is not None and hasattr(module, "mpo") else ("gemm",)
 
 
-def _require_cpu_dtype(x):
-    if x.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"the cpp backend of mpo_linear supports float32 and float64, got x of dtype {x.dtype}")
-
-
 @_forward.register("cpp")
 def _forward_cpp(x, cores):
-    _require_cpu_dtype(x)
+    _require_float_dtype(x, "cpp")
     return contract.run_forward(_plan(x, cores, "forward", _cpp_kernels()), x, cores, fused=_cpp_fused_forward)
 
 
 @_backward.register("cpp")
 def _backward_cpp(grad, x, cores):
-    _require_cpu_dtype(x)
+    _require_float_dtype(x, "cpp")
     return contract.run_backward(_plan(x, cores, "backward", _cpp_kernels()), grad, x, cores,
                                  fused=_cpp_fused_backward)
 
@@ -235,6 +235,62 @@ def _forward_triton(x, cores):
 def _backward_triton(grad, x, cores):
     # The Triton kernel covers the forward chain; the backward runs the planned torch GEMM chain / dense plan.
     return contract.run_backward(_plan(x, cores, "backward", ("gemm",)), grad, x, cores)
+
+
+def _cuda_chain_buffers(x, merged):
+    """Flattened step matrices, the int64 step table, tile, state sizes of the CUDA fused chain."""
+    mats, steps, tile = _fused_chain(merged, x.shape[0], x.element_size())
+    offsets = [0]
+    for a in mats[:-1]:
+        offsets.append(offsets[-1] + a.numel())
+    flat = torch.cat([a.reshape(-1) for a in mats])
+    table = torch.tensor([[*st, off] for st, off in zip(steps, offsets)], dtype=torch.int64, device=x.device)
+    sizes = [c * k * r for c, _, k, r in steps] + [x.shape[1], steps[-1][0] * steps[-1][1] * steps[-1][3]]
+    return mats, flat, table, steps, tile, max(sizes) * tile
+
+
+def _cuda_fused_forward(x, merged):
+    mats, flat, table, steps, tile, half = _cuda_chain_buffers(x, merged)
+    y = x.new_empty(x.shape[0], math.prod(c.shape[2] for c in merged))
+    n_tiles = -(-x.shape[0] // tile)
+    use_shared = 2 * half * x.element_size() <= 48 * 1024
+    scratch = x.new_empty(0 if use_shared else n_tiles * 2 * half)
+    module = _extensions.cuda().mpo
+    kernel = module.forward_f32 if x.dtype == torch.float32 else module.forward_f64
+    kernel(x.data_ptr(), y.data_ptr(), flat.data_ptr(), table.data_ptr(), len(steps), x.shape[0], x.shape[1],
+           y.shape[1], half, tile, scratch.data_ptr(), use_shared, torch.cuda.current_stream(x.device).cuda_stream)
+    return y
+
+
+def _cuda_fused_backward(grad, x, merged):
+    mats, flat, table, steps, tile, half = _cuda_chain_buffers(x, merged)
+    n_tiles = -(-x.shape[0] // tile)
+    state_total = sum(c * k * r for c, _, k, r in steps) * tile
+    mat_total = flat.numel()
+    scratch = x.new_empty(n_tiles * (state_total + 2 * half))
+    partials = x.new_empty(n_tiles * mat_total)
+    grad_x, grad_flat = torch.empty_like(x), torch.empty_like(flat)
+    module = _extensions.cuda().mpo
+    kernel = module.backward_f32 if x.dtype == torch.float32 else module.backward_f64
+    kernel(grad.data_ptr(), x.data_ptr(), grad_x.data_ptr(), flat.data_ptr(), grad_flat.data_ptr(),
+           table.data_ptr(), len(steps), x.shape[0], x.shape[1], grad.shape[1], half, state_total, mat_total, tile,
+           scratch.data_ptr(), partials.data_ptr(), torch.cuda.current_stream(x.device).cuda_stream)
+    grads = torch.split(grad_flat, [a.numel() for a in mats])
+    return grad_x, [contract.matrix_grad_to_core(g.view(a.shape), c.shape, "ltr")
+                    for g, a, c in zip(grads, mats, merged)]
+
+
+@_forward.register("cuda")
+def _forward_cuda(x, cores):
+    _require_float_dtype(x, "cuda")
+    return contract.run_forward(_plan(x, cores, "forward", ("gemm", "fused")), x, cores, fused=_cuda_fused_forward)
+
+
+@_backward.register("cuda")
+def _backward_cuda(grad, x, cores):
+    _require_float_dtype(x, "cuda")
+    return contract.run_backward(_plan(x, cores, "backward", ("gemm", "fused")), grad, x, cores,
+                                 fused=_cuda_fused_backward)
 
 
 # ----------------------------------------------------------------------------------------------------------------
