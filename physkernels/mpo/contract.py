@@ -114,7 +114,7 @@ def chain_backward(grad: Tensor, x: Tensor, merged: Sequence[Tensor], direction:
             grad_a = d_out[0] @ s[0].t()
             g_state = a.t() @ d_out[0]
         else:
-            grad_a = torch.einsum("gmn,gkn->mk", d_out, s)
+            grad_a = torch.bmm(d_out, s.transpose(1, 2)).sum(0)  # no permuting copy of the big states
             g_state = torch.matmul(a.t(), d_out)
         grads[g] = matrix_grad_to_core(grad_a, merged[g].shape, direction)
     return g_state.reshape(-1, batch).t(), grads

@@ -244,13 +244,13 @@ def _costs(model, in_shape, out_shape, ranks, batch, groups, direction, kernel, 
     transposes = _copy(model, batch * p_in, itemsize) + _copy(model, batch * p_out, itemsize)
     chain = sum(step_costs, Cost())
     forward = overhead + merge + transposes + chain
-    # backward: recompute the chain, then per step dS = A^T dOut and dA = sum_g dOut S^T (the weight gradient
-    # contracts over g and n at once, which costs a permuting copy of both operands when count > 1)
+    # backward: recompute the chain, then per step dS = A^T dOut and dA = sum_g dOut[g] S[g]^T (a batched GEMM
+    # over g with the contraction over n, then a sum of the count small m x k products)
     weight_grads = Cost()
     for s in steps:
-        weight_grads = weight_grads + _gemm(model, 1, s.m, s.count * s.n, s.k, itemsize)
+        weight_grads = weight_grads + _gemm(model, s.count, s.m, s.n, s.k, itemsize)
         if s.count > 1:
-            weight_grads = weight_grads + _copy(model, s.count * s.n * (s.m + s.k), itemsize)
+            weight_grads = weight_grads + _copy(model, s.count * s.m * s.k, itemsize)
     backward = overhead + merge + transposes + chain + chain + weight_grads + unmerge
     return forward, backward, steps
 
