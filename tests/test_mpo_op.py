@@ -64,6 +64,17 @@ def test_backend_matches_reference(backend, dtype, seed):
         check_against_reference(mpo_linear, reference_mpo_linear, [x, cores, bias], **TOL[dtype])
 
 
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_custom_op_autograd_matches_reference(backend):
+    """The registered op's own autograd (what torch.compile traces) agrees with the eager autograd.Function."""
+    if backend not in available_backends("cpu"):
+        pytest.skip(f"{backend} unavailable")
+    x, cores, bias = random_problem(21, n_range=(3, 5))
+    x = x.reshape(-1, x.shape[-1])
+    with physkernels.use_backend(backend):
+        check_against_reference(torch.ops.physkernels.mpo_linear, reference_mpo_linear, [x, cores, bias])
+
+
 def _planned(p, fused_forward=None, fused_backward=None):
     class Planned(torch.autograd.Function):
         @staticmethod

@@ -95,7 +95,7 @@ def chain_states(x: Tensor, merged: Sequence[Tensor], direction: str) -> list[Te
 
 
 def chain_forward(x: Tensor, merged: Sequence[Tensor], direction: str) -> Tensor:
-    return chain_states(x, merged, direction)[-1].reshape(-1, x.shape[0]).t()
+    return chain_states(x, merged, direction)[-1].reshape(-1, x.shape[0]).t().contiguous()
 
 
 def chain_backward(grad: Tensor, x: Tensor, merged: Sequence[Tensor], direction: str) -> tuple[Tensor, list[Tensor]]:
@@ -117,7 +117,7 @@ def chain_backward(grad: Tensor, x: Tensor, merged: Sequence[Tensor], direction:
             grad_a = torch.bmm(d_out, s.transpose(1, 2)).sum(0)  # no permuting copy of the big states
             g_state = torch.matmul(a.t(), d_out)
         grads[g] = matrix_grad_to_core(grad_a, merged[g].shape, direction)
-    return g_state.reshape(-1, batch).t(), grads
+    return g_state.reshape(-1, batch).t().contiguous(), grads
 
 
 # ----------------------------------------------------------------------------------------------------------------
