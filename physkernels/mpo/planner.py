@@ -29,6 +29,7 @@ plans its forward and its backward separately (the backward recomputes what it n
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -53,18 +54,25 @@ class CostModel:
 
 
 _MODELS = {
-    # Calibrated on the 2-core AMD EPYC (AVX+FMA) dev machine, float32, torch 2.13; see docs/mpo-kernels.md.
-    "cpu": CostModel(gemm_peak=7e10, gemm_half=(6.0, 6.0, 24.0), bandwidth=8e9, call_overhead=6e-6,
-                     op_overhead=2e-5, fused_rate=1.5e10, fused_overhead=4e-6),
-    # Order-of-magnitude constants for one datacenter GPU (not calibrated here: no GPU on the dev machine).
+    # One CPU thread, float32, torch 2.13, fitted to single-thread CPU-time measurements of every candidate plan of
+    # the benchmark shapes at batch 1/32/256 on the 2-core AMD EPYC (AVX+FMA) dev machine (docs/mpo-kernels.md).
+    # Rates scale with the thread count as threads**0.85 (see cost_model).
+    "cpu": CostModel(gemm_peak=3.5e10, gemm_half=(3.0, 3.0, 12.0), bandwidth=8e9, call_overhead=6e-6,
+                     op_overhead=2e-5, fused_rate=2e9, fused_overhead=2e-5),
+    # Order-of-magnitude constants for one datacenter GPU (not calibrated: no GPU on the dev machine).
     "cuda": CostModel(gemm_peak=4e13, gemm_half=(32.0, 32.0, 256.0), bandwidth=2e12, call_overhead=8e-6,
                       op_overhead=3e-5, fused_rate=5e12, fused_overhead=6e-6),
 }
 
 
-def cost_model(device: str | torch.device) -> CostModel:
-    """The cost-model constants used for ``device``'s type."""
-    return _MODELS.get(torch.device(device).type, _MODELS["cpu"])
+def cost_model(device: str | torch.device, threads: int | None = None) -> CostModel:
+    """The cost-model constants for ``device``'s type; CPU compute rates scale as ``threads**0.85``."""
+    device = torch.device(device)
+    model = _MODELS.get(device.type, _MODELS["cpu"])
+    if device.type != "cpu":
+        return model
+    scale = max(1, threads if threads is not None else torch.get_num_threads()) ** 0.85
+    return dataclasses.replace(model, gemm_peak=model.gemm_peak * scale, fused_rate=model.fused_rate * scale)
 
 
 @dataclass(frozen=True)
@@ -263,10 +271,10 @@ def _groupings(n: int):
 
 
 def enumerate_plans(in_shape, out_shape, ranks, batch, dtype=torch.float32, device="cpu",
-                    kernels: tuple[str, ...] = ("gemm",)) -> list[Plan]:
-    """Every candidate plan with its predicted cost (unsorted)."""
+                    kernels: tuple[str, ...] = ("gemm",), threads: int | None = None) -> list[Plan]:
+    """Every candidate plan with its predicted cost (unsorted); ``threads`` defaults to torch's."""
     in_shape, out_shape, ranks = _check(in_shape, out_shape, ranks, batch)
-    model = cost_model(device)
+    model = cost_model(device, threads)
     itemsize = torch.empty((), dtype=dtype).element_size()
     plans = []
     for groups in _groupings(len(in_shape)):
@@ -304,8 +312,8 @@ _OBJECTIVES = {
 
 
 @functools.lru_cache(maxsize=4096)
-def _cached_plan(in_shape, out_shape, ranks, batch, dtype, device, kernels, objective) -> Plan:
-    plans = enumerate_plans(in_shape, out_shape, ranks, batch, dtype, device, kernels)
+def _cached_plan(in_shape, out_shape, ranks, batch, dtype, device, kernels, objective, threads) -> Plan:
+    plans = enumerate_plans(in_shape, out_shape, ranks, batch, dtype, device, kernels, threads)
     return min(plans, key=_OBJECTIVES[objective])
 
 
@@ -317,7 +325,7 @@ def plan(in_shape, out_shape, ranks, batch, dtype=torch.float32, device="cpu", *
     (default: ``gemm`` plus ``fused`` when a compiled chain kernel exists for ``device``). ``objective``: minimise
     forward + backward (``training``, default), the forward alone (``forward``; what the op's forward uses) or the
     backward alone (``backward``; the op's backward recomputes what it needs, so it is planned on its own).
-    Cached per arguments.
+    Cached per arguments and CPU thread count.
     """
     if isinstance(ranks, int):
         ranks = (ranks,) * (len(tuple(in_shape)) - 1)
@@ -327,7 +335,9 @@ def plan(in_shape, out_shape, ranks, batch, dtype=torch.float32, device="cpu", *
         kernels = default_kernels(device)
     if objective not in _OBJECTIVES:
         raise ValueError(f"objective must be one of {tuple(_OBJECTIVES)}, got {objective!r}")
-    return _cached_plan(in_shape, out_shape, ranks, int(batch), dtype, str(device), tuple(kernels), objective)
+    threads = torch.get_num_threads() if device.type == "cpu" else 1
+    return _cached_plan(in_shape, out_shape, ranks, int(batch), dtype, str(device), tuple(kernels), objective,
+                        threads)
 
 
 def default_kernels(device: torch.device | str) -> tuple[str, ...]:

@@ -163,7 +163,7 @@ _plan_memo: dict = {}
 
 def _plan(x: torch.Tensor, cores, objective: str, kernels: tuple[str, ...]) -> planner.Plan:
     """The planner's choice for this call (memoised on the raw shapes: this runs on every call)."""
-    key = (tuple(c.shape for c in cores), x.shape[0], x.dtype, x.device, objective, kernels)
+    key = (tuple(c.shape for c in cores), x.shape[0], x.dtype, x.device, objective, kernels, torch.get_num_threads())
     found = _plan_memo.get(key)
     if found is None:
         in_shape, out_shape, ranks = mpo_shapes(cores)
