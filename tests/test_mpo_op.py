@@ -75,17 +75,19 @@ def test_custom_op_autograd_matches_reference(backend):
         check_against_reference(torch.ops.physkernels.mpo_linear, reference_mpo_linear, [x, cores, bias])
 
 
-def _planned(p, fused_forward=None, fused_backward=None):
+def _planned(p, fused_forward=None, fused_backward=None, keep_states=False):
     class Planned(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x, *cores):
+            y, states = contract.run_forward(p, x, cores, fused_forward, keep_states=True)
             ctx.save_for_backward(x, *cores)
-            return contract.run_forward(p, x, cores, fused_forward)
+            ctx.states = states if keep_states else None
+            return y
 
         @staticmethod
         def backward(ctx, grad):
             x, *cores = ctx.saved_tensors
-            return tuple(contract.run_backward(p, grad, x, cores, fused_backward))
+            return tuple(contract.run_backward(p, grad, x, cores, fused_backward, states=ctx.states))
 
     return lambda x, cores: Planned.apply(x, *cores)
 
@@ -100,8 +102,9 @@ def test_every_plan_matches_reference(seed):
     plans = planner.enumerate_plans(*shapes, x.shape[0], x.dtype, kernels=kernels)
     assert len(plans) >= 2 ** (len(cores) - 1)
     for p in plans:
-        fn = _planned(p, op_module._cpp_fused_forward, op_module._cpp_fused_backward)
-        check_against_reference(fn, reference_mpo_linear, [x, cores])
+        for keep in (False, True):  # backward recomputing the chain states / using the forward's
+            fn = _planned(p, op_module._cpp_fused_forward, op_module._cpp_fused_backward, keep)
+            check_against_reference(fn, reference_mpo_linear, [x, cores])
 
 
 @pytest.mark.skipif("cpp" not in available_backends("cpu"), reason="_C not built")

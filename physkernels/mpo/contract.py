@@ -98,9 +98,11 @@ def chain_forward(x: Tensor, merged: Sequence[Tensor], direction: str) -> Tensor
     return chain_states(x, merged, direction)[-1].reshape(-1, x.shape[0]).t().contiguous()
 
 
-def chain_backward(grad: Tensor, x: Tensor, merged: Sequence[Tensor], direction: str) -> tuple[Tensor, list[Tensor]]:
-    """``(dx, [d merged core])`` of the chain, recomputing the forward states."""
-    states = chain_states(x, merged, direction)
+def chain_backward(grad: Tensor, x: Tensor, merged: Sequence[Tensor], direction: str,
+                   states: Optional[Sequence[Tensor]] = None) -> tuple[Tensor, list[Tensor]]:
+    """``(dx, [d merged core])`` of the chain; ``states`` are the forward's (recomputed when None)."""
+    if states is None:
+        states = chain_states(x, merged, direction)
     batch = x.shape[0]
     g_state = grad.t().contiguous()
     grads: list[Optional[Tensor]] = [None] * len(merged)
@@ -137,21 +139,36 @@ def dense_weight(merged_core: Tensor) -> Tensor:
     return merged_core[0, :, :, 0].t()
 
 
-def run_forward(plan: Plan, x: Tensor, cores: Sequence[Tensor], fused: Optional[FusedForward] = None) -> Tensor:
-    """``x @ W^T`` for x ``(B, prod I)`` by ``plan``."""
+def run_forward(plan: Plan, x: Tensor, cores: Sequence[Tensor], fused: Optional[FusedForward] = None,
+                keep_states: bool = False):
+    """``x @ W^T`` for x ``(B, prod I)`` by ``plan``.
+
+    With ``keep_states`` returns ``(y, states)``: the chain's intermediate states for :func:`run_backward` (an
+    empty list for dense and fused plans, whose backward needs none or recomputes them in cache).
+    """
     merged, _ = _merge_all(cores, plan)
+    states: list[Tensor] = []
     if plan.dense:
-        return x @ merged[0][0, :, :, 0]
-    if plan.kernel == "fused":
+        y = x @ merged[0][0, :, :, 0]
+    elif plan.kernel == "fused":
         if fused is None:
             raise RuntimeError("this plan needs a fused chain kernel but none was given")
-        return fused(x, merged)
-    return chain_forward(x, merged, plan.direction)
+        y = fused(x, merged)
+    elif keep_states:
+        states = chain_states(x, merged, plan.direction)
+        y = states.pop().reshape(-1, x.shape[0]).t().contiguous()
+    else:
+        y = chain_forward(x, merged, plan.direction)
+    return (y, states) if keep_states else y
 
 
 def run_backward(plan: Plan, grad: Tensor, x: Tensor, cores: Sequence[Tensor],
-                 fused: Optional[FusedBackward] = None) -> list[Tensor]:
-    """``[dx, d cores[0], ..., d cores[n-1]]`` for the upstream gradient ``grad`` (B, prod J)."""
+                 fused: Optional[FusedBackward] = None, states: Optional[Sequence[Tensor]] = None) -> list[Tensor]:
+    """``[dx, d cores[0], ..., d cores[n-1]]`` for the upstream gradient ``grad`` (B, prod J).
+
+    ``states``: the forward's chain states from ``run_forward(..., keep_states=True)`` with the same plan
+    (recomputed when None or empty).
+    """
     merged, tapes = _merge_all(cores, plan)
     if plan.dense:
         w_t = merged[0][0, :, :, 0]  # (prod I, prod J) = W^T
@@ -162,7 +179,7 @@ def run_backward(plan: Plan, grad: Tensor, x: Tensor, cores: Sequence[Tensor],
             raise RuntimeError("this plan needs a fused chain kernel but none was given")
         grad_x, grad_merged = fused(grad, x, merged)
     else:
-        grad_x, grad_merged = chain_backward(grad, x, merged, plan.direction)
+        grad_x, grad_merged = chain_backward(grad, x, merged, plan.direction, states or None)
     grads = [grad_x]
     for (a, b), partials, g in zip(plan.groups, tapes, grad_merged):
         grads += merge_group_backward(cores[a:b], partials, g)

@@ -17,14 +17,16 @@ A plan is a family member of one construction:
    (latency-bound regimes: small batches, small layers).
 
 The backward of a chain step costs two steps (``dS = A^T dOut`` and ``dA = sum_g dOut S^T``) and needs the
-forward intermediates, which the backward recomputes (one more forward). The backward of the dense plan is two
+forward intermediates: eager autograd keeps them from the forward; the custom op's backward (what torch.compile
+traces) recomputes them (one more forward, ``Plan.recompute``). The backward of the dense plan is two
 GEMMs (``dx = g W``, ``dW = g^T x``) and the projection of dW onto the cores.
 
 The cost model prices every kernel call as ``overhead + flops / rate + bytes / bandwidth``, where the GEMM rate
 falls for thin matrices (``rate = peak * prod_d d / (d + d_half)`` over the three GEMM dimensions). The planner
-enumerates all ``2^(n-1)`` groupings x 2 directions x kernels and keeps the cheapest for the objective: the op
-plans its forward and its backward separately (the backward recomputes what it needs, so the two may differ);
-``training`` minimises their sum. Plans are cached per (shapes, ranks, batch, dtype, device, kernels).
+enumerates all ``2^(n-1)`` groupings x 2 directions x kernels and keeps the cheapest for the objective:
+``training`` (forward + backward with kept states; eager autograd runs both with this plan), ``forward``
+(inference, and the custom op's forward) or ``backward`` (the custom op's backward, which recomputes the states
+and so is planned on its own). Plans are cached per (shapes, ranks, batch, dtype, device, kernels).
 """
 
 from __future__ import annotations
@@ -105,7 +107,9 @@ class Plan:
 
     ``groups``: contiguous core ranges merged into one core each; ``direction``: ``ltr``/``rtl`` chain order;
     ``kernel``: ``gemm`` (torch matmul per step) or ``fused`` (one compiled chain kernel, ltr only).
-    ``strategy`` names it in words; ``forward``/``backward`` are the predicted costs of each pass.
+    ``strategy`` names it in words; ``forward``/``backward`` are the predicted costs of each pass when the forward
+    keeps the chain's states for the backward (the eager autograd path); ``recompute`` is the extra cost of a
+    backward that recomputes them (the custom op's backward).
     """
 
     in_shape: tuple[int, ...]
@@ -117,6 +121,7 @@ class Plan:
     kernel: str
     forward: Cost
     backward: Cost
+    recompute: Cost
     steps: tuple[Step, ...] = field(repr=False)
 
     @property
@@ -239,7 +244,7 @@ def _costs(model, in_shape, out_shape, ranks, batch, groups, direction, kernel, 
         gemm = _gemm(model, 1, batch, p_in, p_out, itemsize)
         forward = overhead + merge + gemm
         backward = overhead + merge + gemm + _gemm(model, 1, p_out, batch, p_in, itemsize) + unmerge
-        return forward, backward, steps
+        return forward, backward, Cost(), steps
     step_costs = [_gemm(model, s.count, s.m, s.k, s.n, itemsize) for s in steps]
     if kernel == "fused":
         macs = float(sum(s.count * s.m * s.k * s.n for s in steps))
@@ -247,20 +252,20 @@ def _costs(model, in_shape, out_shape, ranks, batch, groups, direction, kernel, 
         call = Cost(macs, nbytes, 1, model.fused_overhead + 2 * macs / model.fused_rate + nbytes / model.bandwidth)
         core_grads = Cost(0, 0, 0, sum(s.m * s.k for s in steps) * itemsize * 2 / model.bandwidth)
         forward = overhead + merge + call
-        backward = overhead + merge + call + call + call + core_grads + unmerge
-        return forward, backward, steps
+        backward = overhead + merge + call + call + call + core_grads + unmerge  # recomputes in cache
+        return forward, backward, Cost(), steps
     transposes = _copy(model, batch * p_in, itemsize) + _copy(model, batch * p_out, itemsize)
     chain = sum(step_costs, Cost())
     forward = overhead + merge + transposes + chain
-    # backward: recompute the chain, then per step dS = A^T dOut and dA = sum_g dOut[g] S[g]^T (a batched GEMM
-    # over g with the contraction over n, then a sum of the count small m x k products)
+    # backward (forward states kept; recomputing them costs `chain` more): per step dS = A^T dOut and
+    # dA = sum_g dOut[g] S[g]^T (a batched GEMM contracting n, then a sum of the count small m x k products)
     weight_grads = Cost()
     for s in steps:
         weight_grads = weight_grads + _gemm(model, s.count, s.m, s.n, s.k, itemsize)
         if s.count > 1:
             weight_grads = weight_grads + _copy(model, s.count * s.m * s.k, itemsize)
-    backward = overhead + merge + transposes + chain + chain + weight_grads + unmerge
-    return forward, backward, steps
+    backward = overhead + merge + transposes + chain + weight_grads + unmerge
+    return forward, backward, chain, steps
 
 
 def _groupings(n: int):
@@ -283,10 +288,10 @@ def enumerate_plans(in_shape, out_shape, ranks, batch, dtype=torch.float32, devi
             if kernel == "fused" and len(groups) == 1:
                 continue
             for direction in directions:
-                fwd, bwd, steps = _costs(model, in_shape, out_shape, ranks, batch, groups, direction, kernel,
-                                         itemsize)
+                fwd, bwd, recompute, steps = _costs(model, in_shape, out_shape, ranks, batch, groups, direction,
+                                                    kernel, itemsize)
                 plans.append(Plan(in_shape, out_shape, ranks, batch, groups, direction,
-                                  "gemm" if len(groups) == 1 else kernel, fwd, bwd, tuple(steps)))
+                                  "gemm" if len(groups) == 1 else kernel, fwd, bwd, recompute, tuple(steps)))
     return plans
 
 
@@ -307,7 +312,7 @@ def _check(in_shape, out_shape, ranks, batch):
 _OBJECTIVES = {
     "training": lambda p: p.forward.seconds + p.backward.seconds,
     "forward": lambda p: p.forward.seconds,
-    "backward": lambda p: p.backward.seconds,
+    "backward": lambda p: p.backward.seconds + p.recompute.seconds,
 }
 
 
@@ -323,8 +328,9 @@ def plan(in_shape, out_shape, ranks, batch, dtype=torch.float32, device="cpu", *
 
     ``ranks``: the n-1 inner bond dimensions (an int means every bond). ``kernels``: which kernels may run
     (default: ``gemm`` plus ``fused`` when a compiled chain kernel exists for ``device``). ``objective``: minimise
-    forward + backward (``training``, default), the forward alone (``forward``; what the op's forward uses) or the
-    backward alone (``backward``; the op's backward recomputes what it needs, so it is planned on its own).
+    forward + backward with the states kept (``training``, default; what eager autograd uses), the forward alone
+    (``forward``; inference and the custom op's forward) or a backward that recomputes the states (``backward``;
+    the custom op's backward, planned on its own).
     Cached per arguments and CPU thread count.
     """
     if isinstance(ranks, int):

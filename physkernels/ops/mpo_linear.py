@@ -139,7 +139,8 @@ def _validate(x, cores, bias) -> tuple[tuple[int, ...], tuple[int, ...], tuple[i
 
 # ----------------------------------------------------------------------------------------------------------------
 # Backends. Every implementation works on x of shape (batch, prod I).
-# forward(x, cores) -> y (batch, prod J);  backward(grad_y, x, cores) -> [grad_x, *grad_cores]
+# forward(x, cores, keep_states=False) -> y (batch, prod J), or with keep_states (y, saved) for the backward;
+# backward(grad_y, x, cores, saved=None) -> [grad_x, *grad_cores] (saved=None: plan and recompute on its own)
 # ----------------------------------------------------------------------------------------------------------------
 _AUTO = {"cpu": ("cpp", "reference"), "cuda": ("cuda", "triton", "reference")}
 _forward = OpDispatcher("mpo_linear", auto_order=_AUTO)
@@ -147,12 +148,13 @@ _backward = OpDispatcher("mpo_linear_backward", auto_order=_AUTO)
 
 
 @_forward.register("reference")
-def _forward_reference(x, cores):
-    return x @ reference_mpo_weight(cores).transpose(0, 1)
+def _forward_reference(x, cores, keep_states=False):
+    y = x @ reference_mpo_weight(cores).transpose(0, 1)
+    return (y, (None, [])) if keep_states else y
 
 
 @_backward.register("reference")
-def _backward_reference(grad, x, cores):
+def _backward_reference(grad, x, cores, saved=None):
     weight = reference_mpo_weight(cores)
     grad_w = grad.transpose(0, 1) @ x
     return [grad @ weight, *reference_weight_grad_to_cores(grad_w, cores)]
@@ -182,17 +184,29 @@ def _cpp_kernels() -> tuple[str, ...]:
     return ("gemm", "fused") if module is not None and hasattr(module, "mpo") else ("gemm",)
 
 
+def _planned_forward(x, cores, keep_states, kernels, fused):
+    """Forward by the plan; with ``keep_states`` also ``(plan, states)`` for :func:`_planned_backward`."""
+    p = _plan(x, cores, "training" if keep_states else "forward", kernels)
+    out = contract.run_forward(p, x, cores, fused=fused, keep_states=keep_states)
+    return (out[0], (p, out[1])) if keep_states else out
+
+
+def _planned_backward(grad, x, cores, saved, kernels, fused):
+    """Backward by the forward's plan and kept states, or (custom op) by its own plan, recomputing."""
+    p, states = saved if saved is not None else (_plan(x, cores, "backward", kernels), None)
+    return contract.run_backward(p, grad, x, cores, fused=fused, states=states)
+
+
 @_forward.register("cpp")
-def _forward_cpp(x, cores):
+def _forward_cpp(x, cores, keep_states=False):
     _require_float_dtype(x, "cpp")
-    return contract.run_forward(_plan(x, cores, "forward", _cpp_kernels()), x, cores, fused=_cpp_fused_forward)
+    return _planned_forward(x, cores, keep_states, _cpp_kernels(), _cpp_fused_forward)
 
 
 @_backward.register("cpp")
-def _backward_cpp(grad, x, cores):
+def _backward_cpp(grad, x, cores, saved=None):
     _require_float_dtype(x, "cpp")
-    return contract.run_backward(_plan(x, cores, "backward", _cpp_kernels()), grad, x, cores,
-                                 fused=_cpp_fused_backward)
+    return _planned_backward(grad, x, cores, saved, _cpp_kernels(), _cpp_fused_backward)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -238,16 +252,17 @@ def _triton_fused_forward(x, merged):
 
 
 @_forward.register("triton")
-def _forward_triton(x, cores):
+def _forward_triton(x, cores, keep_states=False):
     if x.dtype != torch.float32:
         raise TypeError(f"the triton backend of mpo_linear runs in float32, got x of dtype {x.dtype}")
-    return contract.run_forward(_plan(x, cores, "forward", ("gemm", "fused")), x, cores, fused=_triton_fused_forward)
+    # The Triton kernel covers the forward chain; with autograd the gemm plans run (their backward needs states).
+    kernels = ("gemm",) if keep_states else ("gemm", "fused")
+    return _planned_forward(x, cores, keep_states, kernels, _triton_fused_forward)
 
 
 @_backward.register("triton")
-def _backward_triton(grad, x, cores):
-    # The Triton kernel covers the forward chain; the backward runs the planned torch GEMM chain / dense plan.
-    return contract.run_backward(_plan(x, cores, "backward", ("gemm",)), grad, x, cores)
+def _backward_triton(grad, x, cores, saved=None):
+    return _planned_backward(grad, x, cores, saved, ("gemm",), None)
 
 
 def _cuda_chain_buffers(x, merged):
@@ -294,16 +309,15 @@ def _cuda_fused_backward(grad, x, merged):
 
 
 @_forward.register("cuda")
-def _forward_cuda(x, cores):
+def _forward_cuda(x, cores, keep_states=False):
     _require_float_dtype(x, "cuda")
-    return contract.run_forward(_plan(x, cores, "forward", ("gemm", "fused")), x, cores, fused=_cuda_fused_forward)
+    return _planned_forward(x, cores, keep_states, ("gemm", "fused"), _cuda_fused_forward)
 
 
 @_backward.register("cuda")
-def _backward_cuda(grad, x, cores):
+def _backward_cuda(grad, x, cores, saved=None):
     _require_float_dtype(x, "cuda")
-    return contract.run_backward(_plan(x, cores, "backward", ("gemm", "fused")), grad, x, cores,
-                                 fused=_cuda_fused_backward)
+    return _planned_backward(grad, x, cores, saved, ("gemm", "fused"), _cuda_fused_backward)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -356,20 +370,26 @@ _mpo_linear.register_autograd(_backward_fn, setup_context=_setup_context)
 
 
 class _EagerMPOLinear(torch.autograd.Function):
-    """Eager-mode twin of the custom op: the same backend implementations and the same backward, without the
-    custom-op dispatch layers (about 0.1-0.3 ms per forward+backward on a 2-core CPU, more than a small layer's
-    whole GEMM). ``torch.compile`` traces the custom op instead (see :func:`mpo_linear`)."""
+    """Eager-mode twin of the custom op: the same backend implementations, without the custom-op dispatch layers
+    (about 0.1-0.3 ms per forward+backward on a 2-core CPU, more than a small layer's whole GEMM), and the chain's
+    forward states kept for the backward instead of recomputed (the planner's ``training`` objective).
+    ``torch.compile`` traces the custom op instead (see :func:`mpo_linear`)."""
 
     @staticmethod
     def forward(ctx, x, bias, *cores):
-        ctx.save_for_backward(x, *cores)
-        ctx.has_bias = bias is not None
-        return _forward_impl(x, cores, bias)
+        x, cores = x.contiguous(), [c.contiguous() for c in cores]
+        ctx.backend = _forward.resolve(x.device)
+        y, (plan, states) = _forward.get(x.device, ctx.backend)(x, cores, keep_states=True)
+        ctx.save_for_backward(x, *cores, *states)
+        ctx.plan, ctx.n_cores, ctx.has_bias = plan, len(cores), bias is not None
+        return y if bias is None else y.add_(bias)
 
     @staticmethod
     def backward(ctx, grad):
-        x, *cores = ctx.saved_tensors
-        grads = _backward_impl(grad, x, cores)
+        x, *rest = ctx.saved_tensors
+        cores, states = rest[:ctx.n_cores], rest[ctx.n_cores:]
+        saved = None if ctx.plan is None else (ctx.plan, states)
+        grads = _backward.get(x.device, ctx.backend)(grad.contiguous(), x, cores, saved)
         grad_bias = grad.sum(0) if ctx.has_bias else None
         return (grads[0], grad_bias, *grads[1:])
 
