@@ -139,15 +139,25 @@ def dense_weight(merged_core: Tensor) -> Tensor:
     return merged_core[0, :, :, 0].t()
 
 
+def _unflatten(plan: Plan, states: Sequence[Tensor]):
+    """Inverse of the ``states`` layout of :func:`run_forward`: merged cores, per-group tapes, chain states."""
+    merged = list(states[:len(plan.groups)])
+    pos, tapes = len(plan.groups), []
+    for a, b in plan.groups:
+        tapes.append(list(states[pos:pos + b - a - 1]))
+        pos += b - a - 1
+    return merged, tapes, list(states[pos:]) or None
+
+
 def run_forward(plan: Plan, x: Tensor, cores: Sequence[Tensor], fused: Optional[FusedForward] = None,
                 keep_states: bool = False):
     """``x @ W^T`` for x ``(B, prod I)`` by ``plan``.
 
-    With ``keep_states`` returns ``(y, states)``: the chain's intermediate states for :func:`run_backward` (an
-    empty list for dense and fused plans, whose backward needs none or recomputes them in cache).
+    With ``keep_states`` returns ``(y, states)``: the merged cores, the merge partial products and (gemm chains)
+    the chain's intermediate states, for :func:`run_backward` (fused kernels recompute theirs in cache).
     """
-    merged, _ = _merge_all(cores, plan)
-    states: list[Tensor] = []
+    merged, tapes = _merge_all(cores, plan)
+    chain: list[Tensor] = []
     if plan.dense:
         y = x @ merged[0][0, :, :, 0]
     elif plan.kernel == "fused":
@@ -155,21 +165,25 @@ def run_forward(plan: Plan, x: Tensor, cores: Sequence[Tensor], fused: Optional[
             raise RuntimeError("this plan needs a fused chain kernel but none was given")
         y = fused(x, merged)
     elif keep_states:
-        states = chain_states(x, merged, plan.direction)
-        y = states.pop().reshape(-1, x.shape[0]).t().contiguous()
+        chain = chain_states(x, merged, plan.direction)
+        y = chain.pop().reshape(-1, x.shape[0]).t().contiguous()
     else:
         y = chain_forward(x, merged, plan.direction)
-    return (y, states) if keep_states else y
+    if not keep_states:
+        return y
+    return y, merged + [t for group in tapes for t in group] + chain
 
 
 def run_backward(plan: Plan, grad: Tensor, x: Tensor, cores: Sequence[Tensor],
                  fused: Optional[FusedBackward] = None, states: Optional[Sequence[Tensor]] = None) -> list[Tensor]:
     """``[dx, d cores[0], ..., d cores[n-1]]`` for the upstream gradient ``grad`` (B, prod J).
 
-    ``states``: the forward's chain states from ``run_forward(..., keep_states=True)`` with the same plan
-    (recomputed when None or empty).
+    ``states``: what ``run_forward(..., keep_states=True)`` returned with the same plan (recomputed when None).
     """
-    merged, tapes = _merge_all(cores, plan)
+    if states:
+        merged, tapes, chain = _unflatten(plan, states)
+    else:
+        (merged, tapes), chain = _merge_all(cores, plan), None
     if plan.dense:
         w_t = merged[0][0, :, :, 0]  # (prod I, prod J) = W^T
         grad_x = grad @ w_t.t()
@@ -179,7 +193,7 @@ def run_backward(plan: Plan, grad: Tensor, x: Tensor, cores: Sequence[Tensor],
             raise RuntimeError("this plan needs a fused chain kernel but none was given")
         grad_x, grad_merged = fused(grad, x, merged)
     else:
-        grad_x, grad_merged = chain_backward(grad, x, merged, plan.direction, states or None)
+        grad_x, grad_merged = chain_backward(grad, x, merged, plan.direction, chain)
     grads = [grad_x]
     for (a, b), partials, g in zip(plan.groups, tapes, grad_merged):
         grads += merge_group_backward(cores[a:b], partials, g)

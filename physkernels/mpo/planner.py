@@ -108,8 +108,8 @@ class Plan:
     ``groups``: contiguous core ranges merged into one core each; ``direction``: ``ltr``/``rtl`` chain order;
     ``kernel``: ``gemm`` (torch matmul per step) or ``fused`` (one compiled chain kernel, ltr only).
     ``strategy`` names it in words; ``forward``/``backward`` are the predicted costs of each pass when the forward
-    keeps the chain's states for the backward (the eager autograd path); ``recompute`` is the extra cost of a
-    backward that recomputes them (the custom op's backward).
+    keeps the merged cores and the chain's states for the backward (the eager autograd path); ``recompute`` is the
+    extra cost of a backward that recomputes them (the custom op's backward).
     """
 
     in_shape: tuple[int, ...]
@@ -243,8 +243,8 @@ def _costs(model, in_shape, out_shape, ranks, batch, groups, direction, kernel, 
     if len(groups) == 1:  # dense: y = x W^T; dx = g W, dW = g^T x
         gemm = _gemm(model, 1, batch, p_in, p_out, itemsize)
         forward = overhead + merge + gemm
-        backward = overhead + merge + gemm + _gemm(model, 1, p_out, batch, p_in, itemsize) + unmerge
-        return forward, backward, Cost(), steps
+        backward = overhead + gemm + _gemm(model, 1, p_out, batch, p_in, itemsize) + unmerge
+        return forward, backward, merge, steps
     step_costs = [_gemm(model, s.count, s.m, s.k, s.n, itemsize) for s in steps]
     if kernel == "fused":
         macs = float(sum(s.count * s.m * s.k * s.n for s in steps))
@@ -252,8 +252,8 @@ def _costs(model, in_shape, out_shape, ranks, batch, groups, direction, kernel, 
         call = Cost(macs, nbytes, 1, model.fused_overhead + 2 * macs / model.fused_rate + nbytes / model.bandwidth)
         core_grads = Cost(0, 0, 0, sum(s.m * s.k for s in steps) * itemsize * 2 / model.bandwidth)
         forward = overhead + merge + call
-        backward = overhead + merge + call + call + call + core_grads + unmerge  # recomputes in cache
-        return forward, backward, Cost(), steps
+        backward = overhead + call + call + call + core_grads + unmerge  # recomputes the chain in cache
+        return forward, backward, merge, steps
     transposes = _copy(model, batch * p_in, itemsize) + _copy(model, batch * p_out, itemsize)
     chain = sum(step_costs, Cost())
     forward = overhead + merge + transposes + chain
@@ -264,8 +264,8 @@ def _costs(model, in_shape, out_shape, ranks, batch, groups, direction, kernel, 
         weight_grads = weight_grads + _gemm(model, s.count, s.m, s.n, s.k, itemsize)
         if s.count > 1:
             weight_grads = weight_grads + _copy(model, s.count * s.m * s.k, itemsize)
-    backward = overhead + merge + transposes + chain + weight_grads + unmerge
-    return forward, backward, chain, steps
+    backward = overhead + transposes + chain + weight_grads + unmerge
+    return forward, backward, merge + chain, steps
 
 
 def _groupings(n: int):
