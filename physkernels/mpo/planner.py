@@ -56,10 +56,10 @@ class CostModel:
 
 
 _MODELS = {
-    # One CPU thread, float32, torch 2.13, fitted to single-thread CPU-time measurements of every candidate plan of
-    # the benchmark shapes at batch 1/32/256 on the 2-core AMD EPYC (AVX+FMA) dev machine (docs/mpo-kernels.md).
-    # Rates scale with the thread count as threads**0.85 (see cost_model).
-    "cpu": CostModel(gemm_peak=3.5e10, gemm_half=(3.0, 3.0, 12.0), bandwidth=8e9, call_overhead=6e-6,
+    # One CPU thread, float32, torch 2.13, fitted to single-thread CPU-time measurements of the top-8 candidate
+    # plans of every benchmark shape at batch 1/32/256/4096 on the 2-core AMD EPYC (AVX+FMA) dev machine
+    # (bench/mpo_plans.py, docs/mpo-kernels.md). Rates scale with the thread count as threads**0.85 (cost_model).
+    "cpu": CostModel(gemm_peak=5e10, gemm_half=(6.0, 6.0, 24.0), bandwidth=8e9, call_overhead=6e-6,
                      op_overhead=2e-5, fused_rate=2e9, fused_overhead=2e-5),
     # Order-of-magnitude constants for one datacenter GPU (not calibrated: no GPU on the dev machine).
     "cuda": CostModel(gemm_peak=4e13, gemm_half=(32.0, 32.0, 256.0), bandwidth=2e12, call_overhead=8e-6,
