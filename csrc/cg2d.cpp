@@ -92,7 +92,7 @@ const char* isa() {
 }
 
 template <typename T>
-void forward(const T* x, const T* weight, const T* bias, T* y, const Geometry& g, int threads) {
+void forward(const T* x, const Weights<const T>& weight, const T* bias, T* y, const Geometry& g, int threads) {
     check(g);
     const Features f(g.patch(), g.order);
     threads = resolve_threads(threads);
@@ -104,25 +104,26 @@ void forward(const T* x, const T* weight, const T* bias, T* y, const Geometry& g
 }
 
 template <typename T>
-void backward(const T* grad_y, const T* grad_y_cl, const T* x, const T* weight, T* grad_x, T* grad_weight, T* grad_bias,
-              const Geometry& g, int threads) {
+void backward(const T* grad_y, const T* x, const Weights<const T>& weight, T* grad_x, const Weights<T>& grad_weight,
+              T* grad_bias, const Geometry& g, int threads) {
     check(g);
     const Features f(g.patch(), g.order);
     threads = resolve_threads(threads);
 #ifdef PHYSKERNELS_CG2D_X86
     if (active_isa() == Isa::avx512)
-        return avx512::backward_impl(grad_y, grad_y_cl, x, weight, grad_x, grad_weight, grad_bias, g, f, threads);
+        return avx512::backward_impl(grad_y, x, weight, grad_x, grad_weight, grad_bias, g, f, threads);
     if (active_isa() == Isa::avx2)
-        return avx2::backward_impl(grad_y, grad_y_cl, x, weight, grad_x, grad_weight, grad_bias, g, f, threads);
+        return avx2::backward_impl(grad_y, x, weight, grad_x, grad_weight, grad_bias, g, f, threads);
 #endif
-    baseline::backward_impl(grad_y, grad_y_cl, x, weight, grad_x, grad_weight, grad_bias, g, f, threads);
+    baseline::backward_impl(grad_y, x, weight, grad_x, grad_weight, grad_bias, g, f, threads);
 }
 
-template void forward<float>(const float*, const float*, const float*, float*, const Geometry&, int);
-template void forward<double>(const double*, const double*, const double*, double*, const Geometry&, int);
-template void backward<float>(const float*, const float*, const float*, const float*, float*, float*, float*, const Geometry&,
-                              int);
-template void backward<double>(const double*, const double*, const double*, const double*, double*, double*, double*,
-                               const Geometry&, int);
+#define PHYSKERNELS_CG2D_INSTANTIATE(T)                                                                          \
+    template void forward<T>(const T*, const Weights<const T>&, const T*, T*, const Geometry&, int);           \
+    template void backward<T>(const T*, const T*, const Weights<const T>&, T*, const Weights<T>&, T*,          \
+                              const Geometry&, int);
+PHYSKERNELS_CG2D_INSTANTIATE(float)
+PHYSKERNELS_CG2D_INSTANTIATE(double)
+#undef PHYSKERNELS_CG2D_INSTANTIATE
 
 }  // namespace physkernels::cg2d

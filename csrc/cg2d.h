@@ -4,7 +4,7 @@
 //
 // with the per-channel features of a P = kh*kw patch in this order: the P values x_p, the P(P+1)/2 products
 // x_p x_q (p <= q, lexicographic = torch.triu_indices order) and, for order 3, the P(P+1)(P+2)/6 products
-// x_p x_q x_s (p <= q <= s, lexicographic). W is the packed weight (C_out, Cg, F), F the feature count.
+// x_p x_q x_s (p <= q <= s, lexicographic); W1, W2, W3 hold the coefficients of each order.
 //
 // Features are formed per tile of output positions in small per-thread buffers; no im2col or product tensor is
 // ever materialised. Results do not depend on the thread count: every output element has one owner and every
@@ -32,17 +32,22 @@ struct Geometry {
     int64_t group_out() const { return out_channels / groups; }
 };
 
-// x: strided per Geometry; weight: packed (C_out, Cg, F) contiguous; bias: (C_out) or nullptr;
-// y: (B, C_out, Ho, Wo) contiguous.
+// The weights of each order, contiguous: w[0] = W1 (C_out, Cg, P), w[1] = W2 (C_out, Cg, P(P+1)/2),
+// w[2] = W3 (C_out, Cg, P(P+1)(P+2)/6) or nullptr below order 3.
 template <typename T>
-void forward(const T* x, const T* weight, const T* bias, T* y, const Geometry& g, int threads);
+struct Weights {
+    T* w[3];
+};
 
-// grad_y: (B, C_out, Ho, Wo) contiguous; grad_y_cl: the same values channels-last, (B, Ho, Wo, C_out) contiguous
-// (the weight-gradient GEMM reads it in place). grad_x: x's shape, contiguous NCHW, or nullptr (not computed);
-// grad_weight: packed (C_out, Cg, F); grad_bias: (C_out) or nullptr. Every output is overwritten.
+// x: strided per Geometry; bias: (C_out) or nullptr; y: (B, C_out, Ho, Wo) contiguous.
 template <typename T>
-void backward(const T* grad_y, const T* grad_y_cl, const T* x, const T* weight, T* grad_x, T* grad_weight, T* grad_bias,
-              const Geometry& g, int threads);
+void forward(const T* x, const Weights<const T>& weight, const T* bias, T* y, const Geometry& g, int threads);
+
+// grad_y: (B, C_out, Ho, Wo) contiguous. grad_x: x's shape, contiguous NCHW, or nullptr (not computed);
+// grad_weight: like weight; grad_bias: (C_out) or nullptr. Every output is overwritten.
+template <typename T>
+void backward(const T* grad_y, const T* x, const Weights<const T>& weight, T* grad_x, const Weights<T>& grad_weight,
+              T* grad_bias, const Geometry& g, int threads);
 
 // Which instruction set the kernels run with on this CPU ("avx2+fma" or "baseline").
 const char* isa();

@@ -7,6 +7,10 @@
 //   backward dW    dW[k][o] += F[k][r]  * gY^T[r][o]
 //   backward dF    dF[k][r] += W[o][k]  * gY[o][r]     then dx_p = dF_p + sum_q dF_pq x_q (+ third order)
 // Each C element is summed over k in increasing order, so results do not depend on blocking or threads.
+//
+// Feature rows of a chunk of nc channels are grouped by order (see Layout), so the A operands W1, W2, W3 are read
+// in place from the parameters (no packed weight copy): row c*P + p holds x_p of channel c, row nc*P + c*P2 + k
+// the k-th pair, row nc*(P+P2) + c*P3 + k the k-th triple.
 
 template <typename T>
 struct Simd {
@@ -112,118 +116,160 @@ struct Tile {
     }
 };
 
-// feat[f][0:cols] = feature f of channel plane `xc` at every position of the tile (0 in padded columns).
+// Where each order's feature rows of a chunk of `channels` channels start, and how many per channel.
+struct Layout {
+    int64_t channels;
+    int64_t per_channel[3];  // P, P(P+1)/2, P(P+1)(P+2)/6 (0 below order 3)
+    int64_t start(int order) const {
+        int64_t s = 0;
+        for (int d = 0; d < order; ++d) s += channels * per_channel[d];
+        return s;
+    }
+    int64_t rows() const { return start(3); }
+    int64_t row(int order, int64_t c) const { return start(order) + c * per_channel[order]; }
+};
+
+inline Layout layout(const Features& f, int64_t channels) {
+    return Layout{channels, {f.patch, static_cast<int64_t>(f.pairs.size()), static_cast<int64_t>(f.triples.size())}};
+}
+
+// The features of channel c (plane `xc`) at every position of the tile, into its rows of `feat` (0 in padding).
 template <typename T>
-inline void build_features(const T* xc, const Tile& t, const Features& f, T* feat) {
+inline void build_features(const T* xc, const Tile& t, const Features& f, const Layout& l, int64_t c, T* feat) {
     const int64_t n = t.cols;
+    T* values = feat + l.row(0, c) * n;
     for (int p = 0; p < f.patch; ++p) {
         const int64_t* off = t.offset.data() + p * n;
-        T* row = feat + p * n;
+        T* row = values + p * n;
         for (int64_t r = 0; r < n; ++r) row[r] = off[r] >= 0 ? xc[off[r]] : T(0);
     }
-    T* out = feat + f.patch * n;
+    T* out = feat + l.row(1, c) * n;
     for (const auto& pq : f.pairs) {
-        const T* a = feat + pq[0] * n;
-        const T* b = feat + pq[1] * n;
+        const T* a = values + pq[0] * n;
+        const T* b = values + pq[1] * n;
         for (int64_t r = 0; r < n; ++r) out[r] = a[r] * b[r];
         out += n;
     }
+    out = feat + l.row(2, c) * n;
     for (const auto& pqs : f.triples) {
-        const T* a = feat + pqs[0] * n;
-        const T* b = feat + pqs[1] * n;
-        const T* c = feat + pqs[2] * n;
-        for (int64_t r = 0; r < n; ++r) out[r] = a[r] * b[r] * c[r];
+        const T* a = values + pqs[0] * n;
+        const T* b = values + pqs[1] * n;
+        const T* c3 = values + pqs[2] * n;
+        for (int64_t r = 0; r < n; ++r) out[r] = a[r] * b[r] * c3[r];
         out += n;
     }
 }
 
-// dx_patch[p][r] = d(sum_f dfeat[f][r] feat_f)/dx_p: the chain rule through the products, x_p = feat rows 0..P-1.
+// dxp[p][r] = d(sum_f dfeat[f][r] feat_f)/dx_p for channel c: the chain rule through the products.
 template <typename T>
-inline void patch_gradient(const T* feat, const T* dfeat, const Features& f, int64_t n, T* dxp) {
-    for (int p = 0; p < f.patch; ++p)
-        for (int64_t r = 0; r < n; ++r) dxp[p * n + r] = dfeat[p * n + r];
-    const T* d = dfeat + f.patch * n;
+inline void patch_gradient(const T* feat, const T* dfeat, const Features& f, const Layout& l, int64_t c, int64_t n,
+                           T* dxp) {
+    const T* values = feat + l.row(0, c) * n;
+    const T* d = dfeat + l.row(0, c) * n;
+    for (int64_t i = 0; i < f.patch * n; ++i) dxp[i] = d[i];
+    d = dfeat + l.row(1, c) * n;
     for (const auto& pq : f.pairs) {
-        const T* a = feat + pq[0] * n;
-        const T* b = feat + pq[1] * n;
+        const T* a = values + pq[0] * n;
+        const T* b = values + pq[1] * n;
         T* da = dxp + pq[0] * n;
         T* db = dxp + pq[1] * n;
         for (int64_t r = 0; r < n; ++r) da[r] += d[r] * b[r];
         for (int64_t r = 0; r < n; ++r) db[r] += d[r] * a[r];
         d += n;
     }
+    d = dfeat + l.row(2, c) * n;
     for (const auto& pqs : f.triples) {
-        const T* a = feat + pqs[0] * n;
-        const T* b = feat + pqs[1] * n;
-        const T* c = feat + pqs[2] * n;
+        const T* a = values + pqs[0] * n;
+        const T* b = values + pqs[1] * n;
+        const T* c3 = values + pqs[2] * n;
         T* da = dxp + pqs[0] * n;
         T* db = dxp + pqs[1] * n;
         T* dc = dxp + pqs[2] * n;
-        for (int64_t r = 0; r < n; ++r) da[r] += d[r] * b[r] * c[r];
-        for (int64_t r = 0; r < n; ++r) db[r] += d[r] * a[r] * c[r];
+        for (int64_t r = 0; r < n; ++r) da[r] += d[r] * b[r] * c3[r];
+        for (int64_t r = 0; r < n; ++r) db[r] += d[r] * a[r] * c3[r];
         for (int64_t r = 0; r < n; ++r) dc[r] += d[r] * a[r] * b[r];
         d += n;
     }
 }
 
 // Positions per tile (of the flattened batch x Ho x Wo index).
-constexpr int64_t kTilePositions = 64;
+constexpr int64_t kTilePositions = 128;
 
 template <typename T>
-void forward_impl(const T* x, const T* weight, const T* bias, T* y, const Geometry& g, const Features& f,
+void forward_impl(const T* x, const Weights<const T>& w, const T* bias, T* y, const Geometry& g, const Features& f,
                   int threads) {
     const int64_t R = g.out_h() * g.out_w(), N = g.batch * R, cg = g.group_in(), og = g.group_out(), F = f.count;
     const int64_t rt = std::min(kTilePositions, N), tiles = (N + rt - 1) / rt, cols = pad_cols<T>(rt);
     // Channels per feature chunk: keep the chunk's features (chunk * F * cols values) around 32 KiB.
     const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(cg, (32768 / sizeof(T)) / (F * cols)));
-    const int64_t tasks = g.groups * tiles;
+    // A task owns (group, tile, block of outputs). Few tiles (small batch x map): split the outputs so every
+    // thread gets work; each task then forms the tile's features itself.
+    const int64_t want = std::max<int64_t>(1, (2 * threads + g.groups * tiles - 1) / (g.groups * tiles));
+    const int64_t splits = std::max<int64_t>(1, std::min<int64_t>(want, og / (2 * kRowBlock)));
+    const int64_t ob = (og + splits - 1) / splits, tasks = g.groups * tiles * splits;
 #pragma omp parallel num_threads(threads)
     {
         Tile tile;
-        std::vector<T> feat(static_cast<size_t>(chunk * F * cols)), acc(static_cast<size_t>(og * cols));
+        std::vector<T> feat(static_cast<size_t>(chunk * F * cols)), acc(static_cast<size_t>(ob * cols));
 #pragma omp for schedule(dynamic)
         for (int64_t task = 0; task < tasks; ++task) {
-            const int64_t grp = task / tiles, t = task % tiles;
+            const int64_t grp = task / (tiles * splits), t = task / splits % tiles;
+            const int64_t o0 = task % splits * ob, no = std::min(ob, og - o0);
+            if (no <= 0) continue;
             tile.locate(g, f, t * rt, std::min(rt, N - t * rt), cols);
-            for (int64_t o = 0; o < og; ++o)
-                std::fill_n(acc.data() + o * cols, cols, bias ? bias[grp * og + o] : T(0));
-            const T* w_group = weight + grp * og * cg * F;
+            for (int64_t o = 0; o < no; ++o)
+                std::fill_n(acc.data() + o * cols, cols, bias ? bias[grp * og + o0 + o] : T(0));
             for (int64_t c0 = 0; c0 < cg; c0 += chunk) {
-                const int64_t nc = std::min(chunk, cg - c0);
-                for (int64_t c = 0; c < nc; ++c)
-                    build_features(x + (grp * cg + c0 + c) * g.stride_c, tile, f, feat.data() + c * F * cols);
-                gemm_acc<T>(og, cols, nc * F, w_group + c0 * F, cg * F, 1, feat.data(), cols, acc.data(), cols);
+                const Layout l = layout(f, std::min(chunk, cg - c0));
+                for (int64_t c = 0; c < l.channels; ++c)
+                    build_features(x + (grp * cg + c0 + c) * g.stride_c, tile, f, l, c, feat.data());
+                for (int d = 0; d < 3; ++d) {
+                    const int64_t per = l.per_channel[d];
+                    if (per == 0) continue;
+                    gemm_acc<T>(no, cols, l.channels * per, w.w[d] + ((grp * og + o0) * cg + c0) * per, cg * per, 1,
+                                feat.data() + l.start(d) * cols, cols, acc.data(), cols);
+                }
             }
             for (int64_t r = 0; r < tile.count; ++r) {
-                T* y_r = y + (tile.image[r] * g.out_channels + grp * og) * R + tile.position[r];
-                for (int64_t o = 0; o < og; ++o) y_r[o * R] = acc[o * cols + r];
+                T* y_r = y + (tile.image[r] * g.out_channels + grp * og + o0) * R + tile.position[r];
+                for (int64_t o = 0; o < no; ++o) y_r[o * R] = acc[o * cols + r];
             }
         }
     }
 }
 
-// gy[o][r] = grad_y[image r][o][position r] for the tile's columns, 0 in the padded columns.
+// gy[o][r] = grad_y[image r][o][position r] (0 in padded columns) and its transpose gyt[r][o] (row length og_cols;
+// columns >= og stay 0 from allocation), transposed in cache-sized blocks.
 template <typename T>
-inline void gather_grad(const T* grad_y, int64_t R, int64_t og, const Tile& t, T* gy) {
+inline void gather_grad(const T* grad_y, int64_t R, int64_t og, const Tile& t, T* gy, T* gyt, int64_t og_cols) {
     for (int64_t o = 0; o < og; ++o) {
         const T* src = grad_y + o * R;
         T* row = gy + o * t.cols;
         for (int64_t r = 0; r < t.count; ++r) row[r] = src[t.grad_offset[r]];
         std::fill(row + t.count, row + t.cols, T(0));
     }
+    constexpr int64_t kBlock = 16;
+    for (int64_t o0 = 0; o0 < og; o0 += kBlock) {
+        const int64_t o1 = std::min(o0 + kBlock, og);
+        for (int64_t r = 0; r < t.count; ++r) {
+            T* dst = gyt + r * og_cols;
+            for (int64_t o = o0; o < o1; ++o) dst[o] = gy[o * t.cols + r];
+        }
+    }
 }
 
 template <typename T>
-void backward_impl(const T* grad_y, const T* grad_y_cl, const T* x, const T* weight, T* grad_x, T* grad_weight, T* grad_bias,
-                   const Geometry& g, const Features& f, int threads) {
+void backward_impl(const T* grad_y, const T* x, const Weights<const T>& w, T* grad_x, const Weights<T>& grad_w,
+                   T* grad_bias, const Geometry& g, const Features& f, int threads) {
     const int64_t R = g.out_h() * g.out_w(), N = g.batch * R, cg = g.group_in(), og = g.group_out(), F = f.count;
     const int64_t rt = std::min(kTilePositions, N), tiles = (N + rt - 1) / rt, cols = pad_cols<T>(rt);
     const int64_t og_cols = pad_cols<T>(og);
     // A task owns (group, block of input channels): its dW entries and its dx planes, so no two tasks write the
-    // same element. Aim for >= 4 tasks per thread with at most 16 channels per block (block size does not change
-    // any result: every sum runs over positions or outputs in the same order whatever the block).
-    const int64_t per_group = std::max<int64_t>(1, (4 * threads + g.groups - 1) / g.groups);
-    const int64_t block = std::max<int64_t>(1, std::min<int64_t>(16, cg / per_group));
+    // same element. About two tasks per thread, at most 32 channels each: every task re-gathers the tile's
+    // grad_y, so blocks are kept large. (The block size changes no result: every sum runs over positions or
+    // outputs in the same order whatever the block.)
+    const int64_t per_group = std::max<int64_t>(1, (2 * threads + g.groups - 1) / g.groups);
+    const int64_t block = std::max<int64_t>(1, std::min<int64_t>(32, (cg + per_group - 1) / per_group));
     const int64_t blocks = (cg + block - 1) / block, tasks = g.groups * blocks;
 #pragma omp parallel num_threads(threads)
     {
@@ -234,32 +280,28 @@ void backward_impl(const T* grad_y, const T* grad_y_cl, const T* x, const T* wei
         std::vector<T> dw(static_cast<size_t>(K * og_cols)), dxp(static_cast<size_t>(f.patch * cols));
 #pragma omp for schedule(dynamic)
         for (int64_t task = 0; task < tasks; ++task) {
-            const int64_t grp = task / blocks, c0 = task % blocks * block, nc = std::min(block, cg - c0);
-            const int64_t kc = nc * F;
-            const T* w_block = weight + grp * og * cg * F + c0 * F;  // W[o][k] = w_block[o*cg*F + k]
+            const int64_t grp = task / blocks, c0 = task % blocks * block;
+            const Layout l = layout(f, std::min(block, cg - c0));
+            const int64_t kc = l.rows();
             std::fill(dw.begin(), dw.end(), T(0));
             for (int64_t t = 0; t < tiles; ++t) {
                 tile.locate(g, f, t * rt, std::min(rt, N - t * rt), cols);
-                const T* x_block = x + (grp * cg + c0) * g.stride_c;
-                for (int64_t c = 0; c < nc; ++c)
-                    build_features(x_block + c * g.stride_c, tile, f, feat.data() + c * F * cols);
-                // dW[k][o] += sum_r F[k][r] gY^T[r][o], gY^T read in place from the channels-last copy of grad_y
-                // when the group's outputs fill whole vectors, else copied into a zero-padded tile.
-                const T* gy_rows = grad_y_cl + tile.n0 * g.out_channels + grp * og;
-                int64_t ld = g.out_channels;
-                if (og != og_cols) {
-                    for (int64_t r = 0; r < tile.count; ++r)
-                        std::copy_n(gy_rows + r * g.out_channels, og, gyt.data() + r * og_cols);
-                    gy_rows = gyt.data(), ld = og_cols;
-                }
-                gemm_acc<T>(kc, og_cols, tile.count, feat.data(), cols, 1, gy_rows, ld, dw.data(), og_cols);
+                for (int64_t c = 0; c < l.channels; ++c)
+                    build_features(x + (grp * cg + c0 + c) * g.stride_c, tile, f, l, c, feat.data());
+                gather_grad(grad_y + grp * og * R, R, og, tile, gy.data(), gyt.data(), og_cols);
+                // dW[k][o] += sum_r F[k][r] gY^T[r][o]
+                gemm_acc<T>(kc, og_cols, tile.count, feat.data(), cols, 1, gyt.data(), og_cols, dw.data(), og_cols);
                 if (!grad_x) continue;
-                // dF[k][r] = sum_o W[o][k] gY[o][r]
-                gather_grad(grad_y + grp * og * R, R, og, tile, gy.data());
+                // dF[k][r] = sum_o W[o][k] gY[o][r], one GEMM per order (A read in place from W1, W2, W3)
                 std::fill(dfeat.begin(), dfeat.begin() + kc * cols, T(0));
-                gemm_acc<T>(kc, cols, og, w_block, 1, cg * F, gy.data(), cols, dfeat.data(), cols);
-                for (int64_t c = 0; c < nc; ++c) {
-                    patch_gradient(feat.data() + c * F * cols, dfeat.data() + c * F * cols, f, cols, dxp.data());
+                for (int d = 0; d < 3; ++d) {
+                    const int64_t per = l.per_channel[d];
+                    if (per == 0) continue;
+                    gemm_acc<T>(l.channels * per, cols, og, w.w[d] + (grp * og * cg + c0) * per, 1, cg * per,
+                                gy.data(), cols, dfeat.data() + l.start(d) * cols, cols);
+                }
+                for (int64_t c = 0; c < l.channels; ++c) {
+                    patch_gradient(feat.data(), dfeat.data(), f, l, c, cols, dxp.data());
                     T* dx_c = grad_x + (grp * cg + c0 + c) * g.height * g.width;
                     for (int64_t r = 0; r < tile.count; ++r)
                         for (int p = 0; p < f.patch; ++p) {
@@ -268,10 +310,13 @@ void backward_impl(const T* grad_y, const T* grad_y_cl, const T* x, const T* wei
                         }
                 }
             }
-            for (int64_t c = 0; c < nc; ++c)
-                for (int64_t o = 0; o < og; ++o)
-                    for (int64_t k = 0; k < F; ++k)
-                        grad_weight[((grp * og + o) * cg + c0 + c) * F + k] = dw[(c * F + k) * og_cols + o];
+            for (int d = 0; d < 3; ++d) {
+                const int64_t per = l.per_channel[d];
+                for (int64_t c = 0; c < l.channels && per > 0; ++c)
+                    for (int64_t o = 0; o < og; ++o)
+                        for (int64_t k = 0; k < per; ++k)
+                            grad_w.w[d][((grp * og + o) * cg + c0 + c) * per + k] = dw[(l.row(d, c) + k) * og_cols + o];
+            }
         }
         if (grad_bias) {
 #pragma omp for schedule(static)

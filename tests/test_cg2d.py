@@ -190,6 +190,17 @@ def test_triton_matches_reference(seed):
     check_backend(cfg, "triton", seed=seed)
 
 
+@pytest.mark.triton
+@pytest.mark.skipif("triton" not in CPU_BACKENDS, reason="triton needs a GPU or TRITON_INTERPRET=1")
+def test_triton_accepts_channels_last():
+    cfg = dict(batch=2, c_in=4, c_out=4, cg=2, h=5, w=7, kernel=(2, 2), stride=(2, 1), padding=(1, 0),
+               dilation=(1, 2), groups=2, order=2, bias=True)
+    x, w1, w2, bias, _ = make_args(cfg)
+    with physkernels.use_backend("triton"):
+        y = cg2d(x.to(memory_format=torch.channels_last), w1, w2, bias, *geometry(cfg))
+    torch.testing.assert_close(y, reference_cg2d(x, w1, w2, None, bias, *geometry(cfg)))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # torch.library / autograd machinery
 # ---------------------------------------------------------------------------------------------------------------
@@ -319,6 +330,8 @@ def test_bad_arguments_to_the_layer_and_geometry():
         CG2d(4, 6, 2, groups=4)
     with pytest.raises(ValueError, match="order"):
         CG2d(4, 6, 2, order=4)
+    with pytest.raises(ValueError, match="padding_mode"):
+        CG2d(4, 6, 2, padding_mode="reflect")
     with pytest.raises(TypeError, match="stride"):
         cg2d(**{k: v for k, v in _good().items()}, stride=(1, 2, 3))
     with pytest.raises(ValueError, match="in_channels=4"):

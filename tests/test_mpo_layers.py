@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 import random
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import physkernels
@@ -166,6 +166,18 @@ def test_to_dense_matches_eq5_entry_by_entry():
         ranks = [rng.randint(1, 3) for _ in range(n - 1)]
         cores = random_cores(in_shape, out_shape, ranks, seed=n)
         torch.testing.assert_close(mpo.to_dense(cores), dense_by_eq5(cores), rtol=1e-12, atol=1e-12)
+
+
+def test_kronecker_product_is_a_bond_one_mpo():
+    """Row-major convention check against torch.kron: W = A (x) B has cores A^T, B^T and one bond of dimension 1."""
+    a, b = torch.randn(3, 2, dtype=F64), torch.randn(4, 5, dtype=F64)   # (J_1, I_1), (J_2, I_2)
+    w = torch.kron(a, b)                                                # (J_1 J_2, I_1 I_2)
+    cores = [a.T[None, :, :, None], b.T[None, :, :, None]]
+    torch.testing.assert_close(mpo.to_dense(cores), w, rtol=0, atol=1e-14)
+    recovered, error = mpo.tt_svd(w, (2, 5), (3, 4), 1)
+    assert error < 1e-14 and recovered[0].shape == (1, 2, 3, 1)
+    layer = MPOLinear.from_linear(_linear_with(w), (2, 5), (3, 4), bond_dim=1)
+    assert float(layer.entanglement_entropy()[0]) == pytest.approx(0.0, abs=1e-12)
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 5, 6])
@@ -492,6 +504,8 @@ def test_compress_replaces_layers_and_reports():
     assert report.compression_ratio == pytest.approx(
         sum(r.params_after for r in replaced) / sum(r.params_before for r in replaced))
     assert "compression ratio" in report.to_markdown() and "| fc |" in str(report)
+    as_json = json.loads(json.dumps(report.to_dict()))
+    assert as_json["params_after"] == report.params_after and as_json["layers"][2]["name"] == "fc"
     assert model(torch.randn(2, 3, 6, 6, dtype=F64)).shape == (2, 10)
 
 
@@ -500,6 +514,7 @@ def test_compress_at_full_bond_keeps_the_function():
     model = _Net().double()
     original = copy.deepcopy(model)
     report = physkernels.compress(model, 10 ** 6, min_compression=math.inf, include=lambda n, m: n != "tiny")
+    assert physkernels.compress(copy.deepcopy(original), 2, include=["fc"]).layers[0].name == "fc"
     assert all(r.replaced and r.error < 1e-12 for r in report.layers) and len(report.layers) == 4
     x = torch.randn(2, 3, 6, 6, dtype=F64)
     torch.testing.assert_close(model(x), original(x), rtol=1e-10, atol=1e-10)
@@ -548,6 +563,12 @@ def test_bad_input_names_the_argument():
         physkernels.compress(_Net(), 2, shapes={"nope": ((2,), (2,))})
     with pytest.raises(TypeError, match="model must be an nn.Module"):
         physkernels.compress("model", 2)
+    with pytest.raises(TypeError, match="include must be a collection"):
+        physkernels.compress(_Net(), 2, include="fc")
+    with pytest.raises(ValueError, match="model is itself an nn.Linear"):
+        physkernels.compress(nn.Linear(16, 16), 2)
+    with pytest.raises(ValueError, match="bond_dim names layers"):
+        physkernels.compress(_Net(), {"fc": 2, "nope": 2})
     with pytest.raises(TypeError, match="weight must be a 2-D"):
         mpo.tt_svd(torch.randn(6), (2, 3), (1, 1), 2)
     bad = random_cores((2, 3), (3, 2), (2,))

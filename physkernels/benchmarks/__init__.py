@@ -10,9 +10,11 @@ import importlib
 
 # name -> module; suites listed here run in this order.
 SUITES: dict[str, str] = {}
+SUITES["cg2d"] = "physkernels.benchmarks.cg2d"
 
 
 def load_suite(name: str):
     if name not in SUITES:
         raise ValueError(f"unknown benchmark suite {name!r}; available: {sorted(SUITES)}")
     return importlib.import_module(SUITES[name])
+SUITES["mpo"] = "physkernels.benchmarks.mpo"

@@ -21,6 +21,7 @@ from .tensor_train import (
 )
 
 __all__ = [
+    "Plan",
     "TTSVDResult",
     "bipartition_matrix",
     "bond_spectra",
@@ -30,6 +31,7 @@ __all__ = [
     "factorize",
     "max_ranks",
     "num_parameters",
+    "plan",
     "to_dense",
     "tt_svd",
     "useful_ranks",

@@ -78,7 +78,11 @@ def bond_spectra(cores: Sequence[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def entanglement_entropy(spectra: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``S_b = -sum p log p`` with ``p = s^2 / sum s^2`` for each bond spectrum; zeros contribute 0. Shape (n-1,), float64."""
+    """``S_b = -sum p log p`` with ``p = s^2 / sum s^2`` for each bond spectrum (zeros contribute 0).
+
+    Returns a float64 tensor of shape ``(len(spectra),)``; natural logarithm, so a bond with r equal singular
+    values has ``S = log r``.
+    """
     entropies = []
     for s in spectra:
         weights = s.to(torch.float64) ** 2

@@ -59,6 +59,11 @@ class CompressionReport:
         """Eq. 9: ``sum_l N_mpo^(l) / sum_l N_ori^(l)`` over the replaced layers (nan when none was)."""
         return self.params_after / self.params_before if self.params_before else float("nan")
 
+    def to_dict(self) -> dict:
+        """JSON-ready: the rows and the totals."""
+        return {"layers": [dataclasses.asdict(row) for row in self.layers], "params_before": self.params_before,
+                "params_after": self.params_after, "compression_ratio": self.compression_ratio}
+
     def to_markdown(self) -> str:
         lines = ["| layer | kind | weight | MPO | ranks | params before | params after | rel. error | note |",
                  "|---|---|---|---|---|---:|---:|---:|---|"]
@@ -75,14 +80,29 @@ class CompressionReport:
 
 
 def _named_targets(model: nn.Module, include) -> list[tuple[str, nn.Module]]:
+    """The nn.Linear / nn.Conv2d submodules (exact types: subclasses may change forward) that ``include`` selects."""
+    if isinstance(include, str):
+        raise TypeError(f"include must be a collection of layer names or a predicate, got the string {include!r} "
+                        f"(write [{include!r}])")
+    if include is not None and not callable(include):
+        include = set(include)
     targets = []
     for name, module in model.named_modules():
-        if type(module) not in _CONVERTERS:  # exact types: subclasses may change forward
+        if type(module) not in _CONVERTERS:
             continue
-        if include is None or (callable(include) and include(name, module)) or \
-                (not callable(include) and name in include):
+        if include is None or (include(name, module) if callable(include) else name in include):
+            if name == "":
+                raise ValueError(f"model is itself an nn.{type(module).__name__} and cannot be replaced in place: "
+                                 f"use MPOLinear.from_linear / MPOConv2d.from_conv")
             targets.append((name, module))
     return targets
+
+
+def _check_layer_names(mapping: Mapping, targets, argument: str) -> None:
+    unknown = set(mapping) - {name for name, _ in targets}
+    if unknown:
+        raise ValueError(f"{argument} names layers that are not selected nn.Linear/nn.Conv2d layers of model: "
+                         f"{sorted(unknown)}")
 
 
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -114,14 +134,9 @@ def compress(model: nn.Module, bond_dim, *, num_cores: int = 4,
     num_cores = check_positive_int(num_cores, "num_cores")
     shapes = dict(shapes or {})
     targets = _named_targets(model, include)
-    unknown = set(shapes) - {name for name, _ in targets}
-    if unknown:
-        raise ValueError(f"shapes names layers that are not nn.Linear/nn.Conv2d layers of model: {sorted(unknown)}")
+    _check_layer_names(shapes, targets, "shapes")
     if isinstance(bond_dim, Mapping):
-        unknown = set(bond_dim) - {name for name, _ in targets}
-        if unknown:
-            raise ValueError(f"bond_dim names layers that are not considered nn.Linear/nn.Conv2d layers of model: "
-                             f"{sorted(unknown)}")
+        _check_layer_names(bond_dim, targets, "bond_dim")
         targets = [(name, module) for name, module in targets if name in bond_dim]
     rows = []
     for name, module in targets:

@@ -95,12 +95,14 @@ def chain_states(x: Tensor, merged: Sequence[Tensor], direction: str) -> list[Te
 
 
 def chain_forward(x: Tensor, merged: Sequence[Tensor], direction: str) -> Tensor:
-    return chain_states(x, merged, direction)[-1].reshape(-1, x.shape[0]).t()
+    return chain_states(x, merged, direction)[-1].reshape(-1, x.shape[0]).t().contiguous()
 
 
-def chain_backward(grad: Tensor, x: Tensor, merged: Sequence[Tensor], direction: str) -> tuple[Tensor, list[Tensor]]:
-    """``(dx, [d merged core])`` of the chain, recomputing the forward states."""
-    states = chain_states(x, merged, direction)
+def chain_backward(grad: Tensor, x: Tensor, merged: Sequence[Tensor], direction: str,
+                   states: Optional[Sequence[Tensor]] = None) -> tuple[Tensor, list[Tensor]]:
+    """``(dx, [d merged core])`` of the chain; ``states`` are the forward's (recomputed when None)."""
+    if states is None:
+        states = chain_states(x, merged, direction)
     batch = x.shape[0]
     g_state = grad.t().contiguous()
     grads: list[Optional[Tensor]] = [None] * len(merged)
@@ -114,10 +116,10 @@ def chain_backward(grad: Tensor, x: Tensor, merged: Sequence[Tensor], direction:
             grad_a = d_out[0] @ s[0].t()
             g_state = a.t() @ d_out[0]
         else:
-            grad_a = torch.einsum("gmn,gkn->mk", d_out, s)
+            grad_a = torch.bmm(d_out, s.transpose(1, 2)).sum(0)  # no permuting copy of the big states
             g_state = torch.matmul(a.t(), d_out)
         grads[g] = matrix_grad_to_core(grad_a, merged[g].shape, direction)
-    return g_state.reshape(-1, batch).t(), grads
+    return g_state.reshape(-1, batch).t().contiguous(), grads
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -137,22 +139,51 @@ def dense_weight(merged_core: Tensor) -> Tensor:
     return merged_core[0, :, :, 0].t()
 
 
-def run_forward(plan: Plan, x: Tensor, cores: Sequence[Tensor], fused: Optional[FusedForward] = None) -> Tensor:
-    """``x @ W^T`` for x ``(B, prod I)`` by ``plan``."""
-    merged, _ = _merge_all(cores, plan)
+def _unflatten(plan: Plan, states: Sequence[Tensor]):
+    """Inverse of the ``states`` layout of :func:`run_forward`: merged cores, per-group tapes, chain states."""
+    merged = list(states[:len(plan.groups)])
+    pos, tapes = len(plan.groups), []
+    for a, b in plan.groups:
+        tapes.append(list(states[pos:pos + b - a - 1]))
+        pos += b - a - 1
+    return merged, tapes, list(states[pos:]) or None
+
+
+def run_forward(plan: Plan, x: Tensor, cores: Sequence[Tensor], fused: Optional[FusedForward] = None,
+                keep_states: bool = False):
+    """``x @ W^T`` for x ``(B, prod I)`` by ``plan``.
+
+    With ``keep_states`` returns ``(y, states)``: the merged cores, the merge partial products and (gemm chains)
+    the chain's intermediate states, for :func:`run_backward` (fused kernels recompute theirs in cache).
+    """
+    merged, tapes = _merge_all(cores, plan)
+    chain: list[Tensor] = []
     if plan.dense:
-        return x @ merged[0][0, :, :, 0]
-    if plan.kernel == "fused":
+        y = x @ merged[0][0, :, :, 0]
+    elif plan.kernel == "fused":
         if fused is None:
             raise RuntimeError("this plan needs a fused chain kernel but none was given")
-        return fused(x, merged)
-    return chain_forward(x, merged, plan.direction)
+        y = fused(x, merged)
+    elif keep_states:
+        chain = chain_states(x, merged, plan.direction)
+        y = chain.pop().reshape(-1, x.shape[0]).t().contiguous()
+    else:
+        y = chain_forward(x, merged, plan.direction)
+    if not keep_states:
+        return y
+    return y, merged + [t for group in tapes for t in group] + chain
 
 
 def run_backward(plan: Plan, grad: Tensor, x: Tensor, cores: Sequence[Tensor],
-                 fused: Optional[FusedBackward] = None) -> list[Tensor]:
-    """``[dx, d cores[0], ..., d cores[n-1]]`` for the upstream gradient ``grad`` (B, prod J)."""
-    merged, tapes = _merge_all(cores, plan)
+                 fused: Optional[FusedBackward] = None, states: Optional[Sequence[Tensor]] = None) -> list[Tensor]:
+    """``[dx, d cores[0], ..., d cores[n-1]]`` for the upstream gradient ``grad`` (B, prod J).
+
+    ``states``: what ``run_forward(..., keep_states=True)`` returned with the same plan (recomputed when None).
+    """
+    if states:
+        merged, tapes, chain = _unflatten(plan, states)
+    else:
+        (merged, tapes), chain = _merge_all(cores, plan), None
     if plan.dense:
         w_t = merged[0][0, :, :, 0]  # (prod I, prod J) = W^T
         grad_x = grad @ w_t.t()
@@ -162,7 +193,7 @@ def run_backward(plan: Plan, grad: Tensor, x: Tensor, cores: Sequence[Tensor],
             raise RuntimeError("this plan needs a fused chain kernel but none was given")
         grad_x, grad_merged = fused(grad, x, merged)
     else:
-        grad_x, grad_merged = chain_backward(grad, x, merged, plan.direction)
+        grad_x, grad_merged = chain_backward(grad, x, merged, plan.direction, chain)
     grads = [grad_x]
     for (a, b), partials, g in zip(plan.groups, tapes, grad_merged):
         grads += merge_group_backward(cores[a:b], partials, g)

@@ -17,18 +17,21 @@ A plan is a family member of one construction:
    (latency-bound regimes: small batches, small layers).
 
 The backward of a chain step costs two steps (``dS = A^T dOut`` and ``dA = sum_g dOut S^T``) and needs the
-forward intermediates, which the backward recomputes (one more forward). The backward of the dense plan is two
+forward intermediates: eager autograd keeps them from the forward; the custom op's backward (what torch.compile
+traces) recomputes them (one more forward, ``Plan.recompute``). The backward of the dense plan is two
 GEMMs (``dx = g W``, ``dW = g^T x``) and the projection of dW onto the cores.
 
 The cost model prices every kernel call as ``overhead + flops / rate + bytes / bandwidth``, where the GEMM rate
 falls for thin matrices (``rate = peak * prod_d d / (d + d_half)`` over the three GEMM dimensions). The planner
-enumerates all ``2^(n-1)`` groupings x 2 directions x kernels and keeps the cheapest for the objective: the op
-plans its forward and its backward separately (the backward recomputes what it needs, so the two may differ);
-``training`` minimises their sum. Plans are cached per (shapes, ranks, batch, dtype, device, kernels).
+enumerates all ``2^(n-1)`` groupings x 2 directions x kernels and keeps the cheapest for the objective:
+``training`` (forward + backward with kept states; eager autograd runs both with this plan), ``forward``
+(inference, and the custom op's forward) or ``backward`` (the custom op's backward, which recomputes the states
+and so is planned on its own). Plans are cached per (shapes, ranks, batch, dtype, device, kernels).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -53,18 +56,25 @@ class CostModel:
 
 
 _MODELS = {
-    # Calibrated on the 2-core AMD EPYC (AVX+FMA) dev machine, float32, torch 2.13; see docs/mpo-kernels.md.
-    "cpu": CostModel(gemm_peak=7e10, gemm_half=(6.0, 6.0, 24.0), bandwidth=8e9, call_overhead=6e-6,
-                     op_overhead=2e-5, fused_rate=1.5e10, fused_overhead=4e-6),
-    # Order-of-magnitude constants for one datacenter GPU (not calibrated here: no GPU on the dev machine).
+    # One CPU thread, float32, torch 2.13, fitted to single-thread CPU-time measurements of the top-8 candidate
+    # plans of every benchmark shape at batch 1/32/256/4096 on the 2-core AMD EPYC (AVX+FMA) dev machine
+    # (bench/mpo_plans.py, docs/mpo-kernels.md). Rates scale with the thread count as threads**0.85 (cost_model).
+    "cpu": CostModel(gemm_peak=5e10, gemm_half=(6.0, 6.0, 24.0), bandwidth=8e9, call_overhead=6e-6,
+                     op_overhead=2e-5, fused_rate=2e9, fused_overhead=2e-5),
+    # Order-of-magnitude constants for one datacenter GPU (not calibrated: no GPU on the dev machine).
     "cuda": CostModel(gemm_peak=4e13, gemm_half=(32.0, 32.0, 256.0), bandwidth=2e12, call_overhead=8e-6,
                       op_overhead=3e-5, fused_rate=5e12, fused_overhead=6e-6),
 }
 
 
-def cost_model(device: str | torch.device) -> CostModel:
-    """The cost-model constants used for ``device``'s type."""
-    return _MODELS.get(torch.device(device).type, _MODELS["cpu"])
+def cost_model(device: str | torch.device, threads: int | None = None) -> CostModel:
+    """The cost-model constants for ``device``'s type; CPU compute rates scale as ``threads**0.85``."""
+    device = torch.device(device)
+    model = _MODELS.get(device.type, _MODELS["cpu"])
+    if device.type != "cpu":
+        return model
+    scale = max(1, threads if threads is not None else torch.get_num_threads()) ** 0.85
+    return dataclasses.replace(model, gemm_peak=model.gemm_peak * scale, fused_rate=model.fused_rate * scale)
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,9 @@ class Plan:
 
     ``groups``: contiguous core ranges merged into one core each; ``direction``: ``ltr``/``rtl`` chain order;
     ``kernel``: ``gemm`` (torch matmul per step) or ``fused`` (one compiled chain kernel, ltr only).
-    ``strategy`` names it in words; ``forward``/``backward`` are the predicted costs of each pass.
+    ``strategy`` names it in words; ``forward``/``backward`` are the predicted costs of each pass when the forward
+    keeps the merged cores and the chain's states for the backward (the eager autograd path); ``recompute`` is the
+    extra cost of a backward that recomputes them (the custom op's backward).
     """
 
     in_shape: tuple[int, ...]
@@ -109,6 +121,7 @@ class Plan:
     kernel: str
     forward: Cost
     backward: Cost
+    recompute: Cost
     steps: tuple[Step, ...] = field(repr=False)
 
     @property
@@ -230,8 +243,8 @@ def _costs(model, in_shape, out_shape, ranks, batch, groups, direction, kernel, 
     if len(groups) == 1:  # dense: y = x W^T; dx = g W, dW = g^T x
         gemm = _gemm(model, 1, batch, p_in, p_out, itemsize)
         forward = overhead + merge + gemm
-        backward = overhead + merge + gemm + _gemm(model, 1, p_out, batch, p_in, itemsize) + unmerge
-        return forward, backward, steps
+        backward = overhead + gemm + _gemm(model, 1, p_out, batch, p_in, itemsize) + unmerge
+        return forward, backward, merge, steps
     step_costs = [_gemm(model, s.count, s.m, s.k, s.n, itemsize) for s in steps]
     if kernel == "fused":
         macs = float(sum(s.count * s.m * s.k * s.n for s in steps))
@@ -239,20 +252,20 @@ def _costs(model, in_shape, out_shape, ranks, batch, groups, direction, kernel, 
         call = Cost(macs, nbytes, 1, model.fused_overhead + 2 * macs / model.fused_rate + nbytes / model.bandwidth)
         core_grads = Cost(0, 0, 0, sum(s.m * s.k for s in steps) * itemsize * 2 / model.bandwidth)
         forward = overhead + merge + call
-        backward = overhead + merge + call + call + call + core_grads + unmerge
-        return forward, backward, steps
+        backward = overhead + call + call + call + core_grads + unmerge  # recomputes the chain in cache
+        return forward, backward, merge, steps
     transposes = _copy(model, batch * p_in, itemsize) + _copy(model, batch * p_out, itemsize)
     chain = sum(step_costs, Cost())
     forward = overhead + merge + transposes + chain
-    # backward: recompute the chain, then per step dS = A^T dOut and dA = sum_g dOut S^T (the weight gradient
-    # contracts over g and n at once, which costs a permuting copy of both operands when count > 1)
+    # backward (forward states kept; recomputing them costs `chain` more): per step dS = A^T dOut and
+    # dA = sum_g dOut[g] S[g]^T (a batched GEMM contracting n, then a sum of the count small m x k products)
     weight_grads = Cost()
     for s in steps:
-        weight_grads = weight_grads + _gemm(model, 1, s.m, s.count * s.n, s.k, itemsize)
+        weight_grads = weight_grads + _gemm(model, s.count, s.m, s.n, s.k, itemsize)
         if s.count > 1:
-            weight_grads = weight_grads + _copy(model, s.count * s.n * (s.m + s.k), itemsize)
-    backward = overhead + merge + transposes + chain + chain + weight_grads + unmerge
-    return forward, backward, steps
+            weight_grads = weight_grads + _copy(model, s.count * s.m * s.k, itemsize)
+    backward = overhead + transposes + chain + weight_grads + unmerge
+    return forward, backward, merge + chain, steps
 
 
 def _groupings(n: int):
@@ -263,10 +276,10 @@ def _groupings(n: int):
 
 
 def enumerate_plans(in_shape, out_shape, ranks, batch, dtype=torch.float32, device="cpu",
-                    kernels: tuple[str, ...] = ("gemm",)) -> list[Plan]:
-    """Every candidate plan with its predicted cost (unsorted)."""
+                    kernels: tuple[str, ...] = ("gemm",), threads: int | None = None) -> list[Plan]:
+    """Every candidate plan with its predicted cost (unsorted); ``threads`` defaults to torch's."""
     in_shape, out_shape, ranks = _check(in_shape, out_shape, ranks, batch)
-    model = cost_model(device)
+    model = cost_model(device, threads)
     itemsize = torch.empty((), dtype=dtype).element_size()
     plans = []
     for groups in _groupings(len(in_shape)):
@@ -275,10 +288,10 @@ def enumerate_plans(in_shape, out_shape, ranks, batch, dtype=torch.float32, devi
             if kernel == "fused" and len(groups) == 1:
                 continue
             for direction in directions:
-                fwd, bwd, steps = _costs(model, in_shape, out_shape, ranks, batch, groups, direction, kernel,
-                                         itemsize)
+                fwd, bwd, recompute, steps = _costs(model, in_shape, out_shape, ranks, batch, groups, direction,
+                                                    kernel, itemsize)
                 plans.append(Plan(in_shape, out_shape, ranks, batch, groups, direction,
-                                  "gemm" if len(groups) == 1 else kernel, fwd, bwd, tuple(steps)))
+                                  "gemm" if len(groups) == 1 else kernel, fwd, bwd, recompute, tuple(steps)))
     return plans
 
 
@@ -299,13 +312,13 @@ def _check(in_shape, out_shape, ranks, batch):
 _OBJECTIVES = {
     "training": lambda p: p.forward.seconds + p.backward.seconds,
     "forward": lambda p: p.forward.seconds,
-    "backward": lambda p: p.backward.seconds,
+    "backward": lambda p: p.backward.seconds + p.recompute.seconds,
 }
 
 
 @functools.lru_cache(maxsize=4096)
-def _cached_plan(in_shape, out_shape, ranks, batch, dtype, device, kernels, objective) -> Plan:
-    plans = enumerate_plans(in_shape, out_shape, ranks, batch, dtype, device, kernels)
+def _cached_plan(in_shape, out_shape, ranks, batch, dtype, device, kernels, objective, threads) -> Plan:
+    plans = enumerate_plans(in_shape, out_shape, ranks, batch, dtype, device, kernels, threads)
     return min(plans, key=_OBJECTIVES[objective])
 
 
@@ -315,9 +328,10 @@ def plan(in_shape, out_shape, ranks, batch, dtype=torch.float32, device="cpu", *
 
     ``ranks``: the n-1 inner bond dimensions (an int means every bond). ``kernels``: which kernels may run
     (default: ``gemm`` plus ``fused`` when a compiled chain kernel exists for ``device``). ``objective``: minimise
-    forward + backward (``training``, default), the forward alone (``forward``; what the op's forward uses) or the
-    backward alone (``backward``; the op's backward recomputes what it needs, so it is planned on its own).
-    Cached per arguments.
+    forward + backward with the states kept (``training``, default; what eager autograd uses), the forward alone
+    (``forward``; inference and the custom op's forward) or a backward that recomputes the states (``backward``;
+    the custom op's backward, planned on its own).
+    Cached per arguments and CPU thread count.
     """
     if isinstance(ranks, int):
         ranks = (ranks,) * (len(tuple(in_shape)) - 1)
@@ -327,7 +341,9 @@ def plan(in_shape, out_shape, ranks, batch, dtype=torch.float32, device="cpu", *
         kernels = default_kernels(device)
     if objective not in _OBJECTIVES:
         raise ValueError(f"objective must be one of {tuple(_OBJECTIVES)}, got {objective!r}")
-    return _cached_plan(in_shape, out_shape, ranks, int(batch), dtype, str(device), tuple(kernels), objective)
+    threads = torch.get_num_threads() if device.type == "cpu" else 1
+    return _cached_plan(in_shape, out_shape, ranks, int(batch), dtype, str(device), tuple(kernels), objective,
+                        threads)
 
 
 def default_kernels(device: torch.device | str) -> tuple[str, ...]:

@@ -57,8 +57,8 @@ class CG2d(nn.Module):
     """Coarse-graining convolution of order 1, 2 or 3; arguments as ``nn.Conv2d`` (ints or pairs).
 
     Args:
-        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias: as ``nn.Conv2d``
-            (zero padding only).
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode: as
+            ``nn.Conv2d`` (numeric zero padding only).
         order: 1 (plain convolution), 2 (the paper's CG operation) or 3.
         quadratic_share: fraction of the unit output variance the higher-order terms get at initialisation.
 
@@ -68,8 +68,8 @@ class CG2d(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, order: int = 2, quadratic_share: Optional[float] = None,
-                 device=None, dtype=None):
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", order: int = 2,
+                 quadratic_share: Optional[float] = None, device=None, dtype=None):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -78,8 +78,9 @@ class CG2d(nn.Module):
             raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
         if order not in (1, 2, 3):
             raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
-        if isinstance(padding, str):
-            raise ValueError(f"padding must be an int or a pair of ints (zero padding), got {padding!r}")
+        if isinstance(padding, str) or padding_mode != "zeros":
+            raise ValueError(f"CG2d supports numeric zero padding only, got padding={padding!r}, "
+                             f"padding_mode={padding_mode!r}")
         self.in_channels, self.out_channels, self.groups, self.order = in_channels, out_channels, groups, order
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride, self.padding = _pair(stride, "stride"), _pair(padding, "padding")

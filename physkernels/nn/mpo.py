@@ -136,7 +136,7 @@ class MPOLinear(_MPOWeight):
         bias: learn an additive bias of shape ``(out_features,)``.
 
     Input ``(..., in_features)`` -> output ``(..., out_features)``, computed by :func:`physkernels.ops.mpo_linear`
-    (a planned contraction; never more expensive than the dense product by its cost model).
+    (a contraction order, or one dense GEMM, chosen by the op's cost-model planner).
     """
 
     def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int], bond_dim, bias: bool = True,

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _extensions
-from ..backends import BackendUnavailableError, OpDispatcher, get_backend
+from ..backends import BackendUnavailableError, OpDispatcher, get_backend, why_unavailable
 
 __all__ = ["cg2d", "reference_cg2d", "unfold_cg2d", "num_pairs", "num_triples", "output_size"]
 
@@ -217,17 +217,25 @@ _AUTO = {"cpu": ("cpp", "reference"), "cuda": ("cuda", "triton", "reference")}
 _forward = OpDispatcher("cg2d", auto_order=_AUTO)
 _backward = OpDispatcher("cg2d_backward", auto_order=_AUTO)
 _SECOND_ORDER_ONLY = ("triton", "cuda")
+_CUDA_MAX_PATCH = 16  # physkernels._C_cuda.cg2d.max_patch
 
 
-def _resolve(dispatcher: OpDispatcher, device, third_order: bool):
-    """The implementation to run; ``auto`` skips the backends without third-order terms when W3 is given."""
+def _resolve(dispatcher: OpDispatcher, device, third_order: bool, patch: int):
+    """The implementation to run. ``auto`` skips backends that cannot take the call: triton/cuda lack third-order
+    terms, the CUDA kernels take patches of at most 16 positions."""
     name = dispatcher.resolve(device)
+    reason = None
     if third_order and name in _SECOND_ORDER_ONLY:
-        if get_backend() != "auto":
-            raise BackendUnavailableError(f"cg2d: backend {name!r} implements order 2 only (weight3 was given); "
-                                          "use the cpp or reference backend for third-order terms")
-        name = "cpp" if device.type == "cpu" else "reference"
-    return dispatcher._impls[name]
+        reason = f"backend {name!r} implements order 2 only (weight3 was given)"
+        fallback = "cpp" if device.type == "cpu" else "reference"
+    elif name == "cuda" and patch > _CUDA_MAX_PATCH:
+        reason = f"the cuda backend takes kernels of at most {_CUDA_MAX_PATCH} positions, got {patch}"
+        fallback = "triton" if why_unavailable("triton", device) is None else "reference"
+    if reason is None:
+        return dispatcher._impls[name]
+    if get_backend() != "auto":
+        raise BackendUnavailableError(f"cg2d: {reason}; choose another backend")
+    return dispatcher._impls[fallback]
 
 
 @_forward.register("reference")
@@ -250,13 +258,6 @@ def _backward_reference(grad, x, weight, weight2, weight3, bias, stride, padding
     return (dx if compute_dx else None), dw1, dw2, dw3, dbias
 
 
-def _packed_weights(weight, weight2, weight3):
-    """(C_out, Cg, F): W1, W2 (and W3) side by side per channel, the feature order of the fused kernels."""
-    c_out, cg = weight.shape[:2]
-    parts = [weight.reshape(c_out, cg, -1), weight2] + ([weight3] if weight3 is not None else [])
-    return torch.cat(parts, dim=2).contiguous()
-
-
 def _geometry(x, weight, stride, padding, dilation, groups, order):
     """The integer arguments every compiled kernel takes, in its order."""
     b, c_in, h, w = x.shape
@@ -264,44 +265,36 @@ def _geometry(x, weight, stride, padding, dilation, groups, order):
     return [b, c_in, h, w, *x.stride(), c_out, kh, kw, *stride, *padding, *dilation, groups, order]
 
 
-def _split_packed(packed, weight, weight2, weight3):
-    c_out, cg, kh, kw = weight.shape
-    sizes = [kh * kw, weight2.shape[2]] + ([weight3.shape[2]] if weight3 is not None else [])
-    parts = [p.clone(memory_format=torch.contiguous_format) for p in torch.split(packed, sizes, dim=2)]
-    return parts[0].reshape(weight.shape), parts[1], (parts[2] if weight3 is not None else None)
+def _ptr(t: Optional[torch.Tensor]) -> int:
+    return 0 if t is None else t.data_ptr()
 
 
-def _cpp_module(dtype):
-    return _extensions.cpu().cg2d, {torch.float32: "f32", torch.float64: "f64"}[dtype]
+def _suffix(dtype) -> str:
+    return {torch.float32: "f32", torch.float64: "f64"}[dtype]
 
 
 @_forward.register("cpp")
 def _forward_cpp(x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
-    module, suffix = _cpp_module(x.dtype)
-    packed = _packed_weights(weight, weight2, weight3)
     y = x.new_empty(_out_shape(x, weight, stride, padding, dilation))
-    bias_ptr = bias.contiguous().data_ptr() if bias is not None else 0
     geometry = _geometry(x, weight, stride, padding, dilation, groups, 3 if weight3 is not None else 2)
-    getattr(module, f"forward_{suffix}")(x.data_ptr(), packed.data_ptr(), bias_ptr, y.data_ptr(), *geometry,
-                                         torch.get_num_threads())
+    getattr(_extensions.cpu().cg2d, f"forward_{_suffix(x.dtype)}")(
+        x.data_ptr(), weight.data_ptr(), weight2.data_ptr(), _ptr(weight3), _ptr(bias), y.data_ptr(), *geometry,
+        torch.get_num_threads())
     return y
 
 
 @_backward.register("cpp")
 def _backward_cpp(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
-    module, suffix = _cpp_module(x.dtype)
-    packed = _packed_weights(weight, weight2, weight3)
     grad = grad.contiguous()
-    # The weight-gradient GEMM reads grad_y position-major (channels-last) in place.
-    grad_cl = grad.permute(0, 2, 3, 1).contiguous()
     dx = torch.zeros(x.shape, dtype=x.dtype, device=x.device) if compute_dx else None
-    dpacked = torch.empty_like(packed)
-    dbias = x.new_empty(weight.shape[0]) if bias is not None else None
+    dw1, dw2 = torch.empty_like(weight), torch.empty_like(weight2)
+    dw3 = torch.empty_like(weight3) if weight3 is not None else None
+    dbias = torch.empty_like(bias) if bias is not None else None
     geometry = _geometry(x, weight, stride, padding, dilation, groups, 3 if weight3 is not None else 2)
-    getattr(module, f"backward_{suffix}")(
-        grad.data_ptr(), grad_cl.data_ptr(), x.data_ptr(), packed.data_ptr(), dx.data_ptr() if dx is not None else 0,
-        dpacked.data_ptr(), dbias.data_ptr() if dbias is not None else 0, *geometry, torch.get_num_threads())
-    return (dx, *_split_packed(dpacked, weight, weight2, weight3), dbias)
+    getattr(_extensions.cpu().cg2d, f"backward_{_suffix(x.dtype)}")(
+        grad.data_ptr(), x.data_ptr(), weight.data_ptr(), weight2.data_ptr(), _ptr(weight3), _ptr(dx),
+        dw1.data_ptr(), dw2.data_ptr(), _ptr(dw3), _ptr(dbias), *geometry, torch.get_num_threads())
+    return dx, dw1, dw2, dw3, dbias
 
 
 @_forward.register("triton")
@@ -320,34 +313,35 @@ def _backward_triton(grad, x, weight, weight2, weight3, bias, stride, padding, d
     return dx, dw1, dw2, None, dbias
 
 
+def _cuda_geometry(x, weight, stride, padding, dilation, groups):
+    return _geometry(x, weight, stride, padding, dilation, groups, 2)[:-1]  # the CUDA kernels are order 2
+
+
 @_forward.register("cuda")
 def _forward_cuda(x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
-    module = _extensions.cuda().cg2d
-    suffix = {torch.float32: "f32", torch.float64: "f64"}[x.dtype]
-    packed = _packed_weights(weight, weight2, None)
     y = x.new_empty(_out_shape(x, weight, stride, padding, dilation))
-    bias_ptr = bias.contiguous().data_ptr() if bias is not None else 0
-    geometry = _geometry(x, weight, stride, padding, dilation, groups, 2)
-    getattr(module, f"forward_{suffix}")(x.data_ptr(), packed.data_ptr(), bias_ptr, y.data_ptr(), *geometry,
-                                         torch.cuda.current_stream(x.device).cuda_stream)
+    getattr(_extensions.cuda().cg2d, f"forward_{_suffix(x.dtype)}")(
+        x.data_ptr(), weight.data_ptr(), weight2.data_ptr(), _ptr(bias), y.data_ptr(),
+        *_cuda_geometry(x, weight, stride, padding, dilation, groups), torch.cuda.current_stream(x.device).cuda_stream)
     return y
 
 
 @_backward.register("cuda")
 def _backward_cuda(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
     module = _extensions.cuda().cg2d
-    suffix = {torch.float32: "f32", torch.float64: "f64"}[x.dtype]
-    packed = _packed_weights(weight, weight2, None)
     grad = grad.contiguous()
     dx = torch.empty(x.shape, dtype=x.dtype, device=x.device) if compute_dx else None
-    dpacked = torch.empty_like(packed)
-    dbias = x.new_empty(weight.shape[0]) if bias is not None else None
-    geometry = _geometry(x, weight, stride, padding, dilation, groups, 2)
-    getattr(module, f"backward_{suffix}")(
-        grad.data_ptr(), x.data_ptr(), packed.data_ptr(), dx.data_ptr() if dx is not None else 0,
-        dpacked.data_ptr(), dbias.data_ptr() if dbias is not None else 0, *geometry,
-        torch.cuda.current_stream(x.device).cuda_stream)
-    return (dx, *_split_packed(dpacked, weight, weight2, None), dbias)
+    dw1, dw2 = torch.empty_like(weight), torch.empty_like(weight2)
+    dbias = torch.empty_like(bias) if bias is not None else None
+    geometry = _cuda_geometry(x, weight, stride, padding, dilation, groups)
+    spatial = geometry[:4] + geometry[8:]  # without the strides
+    features = weight.shape[2] * weight.shape[3] + weight2.shape[2]
+    slabs = module.weight_grad_slabs(*spatial)
+    partial = x.new_empty(slabs, weight.shape[0], weight.shape[1] * features)  # per-slab weight-gradient partials
+    getattr(module, f"backward_{_suffix(x.dtype)}")(
+        grad.data_ptr(), x.data_ptr(), weight.data_ptr(), weight2.data_ptr(), _ptr(dx), dw1.data_ptr(),
+        dw2.data_ptr(), _ptr(dbias), partial.data_ptr(), *geometry, torch.cuda.current_stream(x.device).cuda_stream)
+    return dx, dw1, dw2, None, dbias
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -357,7 +351,7 @@ def _backward_cuda(grad, x, weight, weight2, weight3, bias, stride, padding, dil
 def _cg2d(x: torch.Tensor, weight: torch.Tensor, weight2: torch.Tensor, weight3: Optional[torch.Tensor],
           bias: Optional[torch.Tensor], stride: list[int], padding: list[int], dilation: list[int],
           groups: int) -> torch.Tensor:
-    impl = _resolve(_forward, x.device, weight3 is not None)
+    impl = _resolve(_forward, x.device, weight3 is not None, weight.shape[2] * weight.shape[3])
     return impl(x, weight.contiguous(), weight2.contiguous(), None if weight3 is None else weight3.contiguous(),
                 bias, tuple(stride), tuple(padding), tuple(dilation), groups)
 
@@ -373,7 +367,7 @@ def _cg2d_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, we
                    padding: list[int], dilation: list[int], groups: int,
                    compute_dx: bool) -> list[torch.Tensor]:
     """Returns [dx, dweight, dweight2, dweight3, dbias]; absent ones (no W3, no bias, not compute_dx) are empty."""
-    impl = _resolve(_backward, x.device, weight3 is not None)
+    impl = _resolve(_backward, x.device, weight3 is not None, weight.shape[2] * weight.shape[3])
     grads = impl(grad, x, weight.contiguous(), weight2.contiguous(),
                  None if weight3 is None else weight3.contiguous(), bias, tuple(stride), tuple(padding),
                  tuple(dilation), groups, compute_dx)
