@@ -266,24 +266,14 @@ def test_resume_after_stop_gives_identical_weights(tmp_path, dropout_mpo_model):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-def test_cli_resume_after_stop(tmp_path):
-    args = ["--model", "fc2-mpo", "--bond-dim", "4", "--quick", "--no-progress", "--seed", "3"]
-    main(args + ["--out", str(tmp_path / "full")])
-    assert main(args + ["--out", str(tmp_path / "cut"), "--stop-after-steps", "2"]) == 3
-    assert main(args + ["--out", str(tmp_path / "cut")]) == 0
-    a, b = _final_weights(str(tmp_path / "full"), "fc2-mpo-D4-seed3"), _final_weights(str(tmp_path / "cut"),
-                                                                                       "fc2-mpo-D4-seed3")
-    assert all(torch.equal(a[k], b[k]) for k in a)
-
-
 def _subprocess_env() -> dict:
     return dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
 
 
 def test_sigkill_during_training_then_resume(tmp_path):
     """A real kill -9 while the run checkpoints every step; the rerun ends with the uninterrupted run's weights."""
-    args = ["--model", "fc2-mpo", "--bond-dim", "4", "--quick", "--epochs", "40", "--no-progress", "--threads", "1",
-            "--seed", "2"]  # 120 steps; the checkpoint frequency does not change the result
+    args = ["--model", "fc2-mpo", "--bond-dim", "4", "--quick", "--epochs", "20", "--no-progress", "--threads", "1",
+            "--seed", "2"]  # 60 steps; the checkpoint frequency does not change the result
     ckpt = tmp_path / "cut" / "checkpoints" / "fc2-mpo-D4-seed2.pt"
     proc = subprocess.Popen([sys.executable, "-m", "models.train", *args, "--checkpoint-every", "1", "--out",
                              str(tmp_path / "cut")], cwd=REPO, env=_subprocess_env(), stdout=subprocess.DEVNULL,
