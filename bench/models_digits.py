@@ -47,8 +47,9 @@ def run(name: str, cli: list[str], out_root: str) -> tuple[str, float, dict]:
     fc2_sweep shares fc2's folder, so its dense and D = 8 runs are fc2's finished checkpoints."""
     out = os.path.join(out_root, "fc2" if name == "fc2_sweep" else name)
     wall_file = os.path.join(out, f"wall_{name}.json")
-    if os.path.exists(wall_file):
-        with open(wall_file) as f, open(os.path.join(out, "results.json")) as g:
+    own_results = os.path.join(out, f"results_{name}.json")  # results.json is shared by fc2 and fc2_sweep
+    if os.path.exists(wall_file) and os.path.exists(own_results):
+        with open(wall_file) as f, open(own_results) as g:
             return name, json.load(f)["wall_seconds"], json.load(g)
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     start = time.perf_counter()
@@ -57,10 +58,11 @@ def run(name: str, cli: list[str], out_root: str) -> tuple[str, float, dict]:
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+    shutil.copyfile(os.path.join(out, "results.json"), own_results)
     with open(wall_file + ".tmp", "w") as f:
         json.dump({"wall_seconds": wall}, f)
     os.replace(wall_file + ".tmp", wall_file)
-    with open(os.path.join(out, "results.json")) as f:
+    with open(own_results) as f:
         return name, wall, json.load(f)
 
 
@@ -76,8 +78,8 @@ def table(name: str, title: str, wall: float, results: dict, notes: list[str]) -
         target = os.path.join(REPO, "bench", "results", f"models_digits_{name}_{os.path.basename(path)}")
         shutil.copyfile(path, target)
         plots.append(os.path.relpath(target, REPO))
-    t.notes = notes + [f"wall time of the whole command: {wall:.0f} s" + (f"; plots: {', '.join(plots)}" if plots
-                                                                          else "")]
+    t.notes = notes + [f"trained at commit {results['machine']['commit']}; wall time of the whole command: "
+                       f"{wall:.0f} s" + (f"; plots: {', '.join(plots)}" if plots else "")]
     return t
 
 
