@@ -182,7 +182,7 @@ def plot(json_path: str, png_path: str) -> str:
     with open(json_path) as f:
         tables = {t["name"]: t for t in json.load(f)["tables"]}
     rows = tables["cg2d_ratios"]["rows"]
-    labels = [f"{r['shape'].split(' ')[0]}\n{r['shape'].split(' ')[1]} b{r['batch']}" for r in rows]
+    labels = [f"{r['shape'].split(' ')[0].split('(')[0]} {r['shape'].split(' ')[1]} b{r['batch']}" for r in rows]
     fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.8), 4.5))
     xs = range(len(rows))
     ax.bar([x - 0.2 for x in xs], [r["unfold/cg2d fwd+bwd"] for r in rows], 0.4, label="unfold / cg2d (target >= 3)")
@@ -191,8 +191,9 @@ def plot(json_path: str, png_path: str) -> str:
     ax.axhline(TIME_SLACK * FLOP_RATIO, color="C1", ls="--", lw=1)
     ax.axhline(FLOP_RATIO, color="gray", ls=":", lw=1, label="FLOP yardstick 3.5x conv")
     ax.set_xticks(list(xs))
-    ax.set_xticklabels(labels, fontsize=7)
-    ax.set_ylabel("fwd+bwd time ratio")
+    ax.set_xticklabels(labels, fontsize=7, rotation=45, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("fwd+bwd time ratio (log)")
     ax.set_title("CG2d fused kernel: speed-up over unfold and cost relative to nn.Conv2d")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -29,7 +29,6 @@ small per-thread buffer, never as an im2col or pairwise-product tensor), ``trito
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Optional, Sequence, Union
 
 import torch

@@ -168,6 +168,8 @@ def _plan(x: torch.Tensor, cores, objective: str, kernels: tuple[str, ...]) -> p
     key = (tuple(c.shape for c in cores), x.shape[0], x.dtype, x.device, objective, kernels, torch.get_num_threads())
     found = _plan_memo.get(key)
     if found is None:
+        if len(_plan_memo) > 4096:
+            _plan_memo.clear()
         in_shape, out_shape, ranks = mpo_shapes(cores)
         found = _plan_memo[key] = planner.plan(in_shape, out_shape, ranks, x.shape[0], x.dtype, x.device,
                                                kernels=kernels, objective=objective)
@@ -404,7 +406,9 @@ def mpo_linear(x: torch.Tensor, cores: Sequence[torch.Tensor], bias: Optional[to
     _validate(x, cores, bias)
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])
-    if torch.compiler.is_compiling() or not torch.is_grad_enabled():
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, bias, *cores))
+    if torch.compiler.is_compiling() or not needs_grad:
         y = _mpo_linear(x2, list(cores), bias)
     else:
         y = _EagerMPOLinear.apply(x2, bias, *cores)
