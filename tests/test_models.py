@@ -313,3 +313,31 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     # Same global batches and an exactly averaged gradient: equal up to float summation order.
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_driver_reads_mnist_and_cifar10_files(tmp_path):
+    """--dataset mnist / cifar10 --data-dir on tiny files in the real formats, fed to 28x28 and 32x32x3 models."""
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">i4").tobytes()
+            (raw / f"{prefix}-{kind}-ubyte").write_bytes(header + array.tobytes())
+    batches = tmp_path / "cifar-10-batches-py"
+    batches.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (6, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, 6))}
+        (batches / name).write_bytes(pickle.dumps(batch))
+    for dataset, model in (("mnist", "fc2"), ("cifar10", "taylornet-cifar10-conv")):
+        out = str(tmp_path / dataset)
+        assert main(["--model", model, "--dataset", dataset, "--data-dir", str(tmp_path), "--quick", "--out", out,
+                     "--no-progress"]) == 0
+        summary = json.load(open(os.path.join(out, "results.json")))["summaries"][0]
+        assert summary["model"] == model and 0 <= summary["mean"] <= 100
