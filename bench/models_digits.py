@@ -1,12 +1,12 @@
 """The offline model targets on sklearn's digits, written to bench/results/models_digits.{json,md}.
 
-    python bench/models_digits.py [--jobs 2] [--sweep] [--taylornet-mnist-epochs 8]
+    python bench/models_digits.py [--jobs 2] [--sweep] [--taylornet-mnist-epochs 20]
 
 Experiments (each a ``python -m models.train`` subprocess with one torch thread, ``--jobs`` at a time):
 * fc2: FC2 vs its MPO-Net at D = 8, m = 5 runs each (target: within 1 point; the whole comparison < 10 min).
 * taylornet_7x7: the 7x7 TaylorNet and its CG->conv ablation, m = 5 (target >= 97%; the ablation drops).
-* taylornet_mnist: the Fig. 5 TaylorNet on digits resized to 28x28 and its ablation, 1 run, few epochs (it costs
-  ~50 s per epoch here).
+* taylornet_mnist: the Fig. 5 TaylorNet on digits resized to 28x28 and its ablation, 1 run (one epoch costs
+  ~20-50 s here, depending on the load).
 * --sweep adds fc2-mpo at D = 2, 4, 16 (m = 5) for the accuracy-vs-D plot of the MPO paper's Fig. 2.
 Wall times are of each subprocess and are noisy on a shared machine. A finished experiment (its out/wall.json)
 is reused when the script is run again; delete --out to start over.
@@ -87,7 +87,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--sweep", action="store_true")
-    p.add_argument("--taylornet-mnist-epochs", type=int, default=8)
+    p.add_argument("--taylornet-mnist-epochs", type=int, default=20)
     p.add_argument("--out", default=os.path.join(REPO, "runs", "bench_models_digits"))
     args = p.parse_args()
     exps = experiments(args)
