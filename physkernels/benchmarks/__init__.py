@@ -19,3 +19,4 @@ def load_suite(name: str):
     if name not in SUITES:
         raise ValueError(f"unknown benchmark suite {name!r}; available: {sorted(SUITES)}")
     return importlib.import_module(SUITES[name])
+SUITES["mpo"] = "physkernels.benchmarks.mpo"

@@ -1,0 +1,83 @@
+"""Check the MPO planner against measurement: time the cheapest predicted candidate plans of every benchmark shape.
+
+For each (shape, D, batch) of the ``mpo`` suite this times forward+backward (the custom op's recomputing backward)
+of the planner's top candidates and reports the planner's pick, the fastest measured candidate and dense
+nn.Linear. Times are CPU time of one thread (``time.process_time``), which stays meaningful on a shared machine;
+the cost model's CPU constants were fitted to this table. Writes ``bench/results/mpo_plans.{json,md}``.
+
+    python bench/mpo_plans.py [--batches 1,32,256,4096] [--top 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+from physkernels.benchmarks.harness import ResultTable, write_results
+from physkernels.benchmarks.mpo import SHAPES, random_cores
+from physkernels.mpo import contract, planner
+
+ops_module = sys.modules.get("physkernels.ops.mpo_linear") or __import__(
+    "importlib").import_module("physkernels.ops.mpo_linear")
+
+
+def cpu_time(fn, repeats: int = 3, budget: float = 1.5) -> float:
+    """Minimum CPU seconds of ``fn()`` over ``repeats`` runs after one warm-up."""
+    fn()
+    samples, end = [], time.process_time() + budget
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        samples.append(time.process_time() - start)
+        if time.process_time() > end:
+            break
+    return min(samples)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", default="1,32,256,4096")
+    parser.add_argument("--top", type=int, default=8, help="candidates measured per case")
+    parser.add_argument("--out", default="bench/results")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    kernels = planner.default_kernels("cpu")
+    table = ResultTable("mpo_plans", "MPO planner pick vs measured candidates (CPU time, 1 thread, fwd+bwd)",
+                        ["shape", "D", "batch", "planner pick", "pick ms", "predicted ms", "fastest measured",
+                         "fastest ms", "pick/fastest", "dense nn.Linear ms"])
+    cases = [(s, b) for s in SHAPES for b in (int(v) for v in args.batches.split(","))]
+    for (in_shape, out_shape, bond), batch in tqdm(cases, desc="plans"):
+        cores = [c.detach() for c in random_cores(in_shape, out_shape, bond)]
+        x = torch.randn(batch, math.prod(in_shape))
+        grad = torch.randn(batch, math.prod(out_shape))
+        linear = torch.nn.Linear(x.shape[1], grad.shape[1])
+        x_leaf = x.clone().requires_grad_(True)
+        t_dense = cpu_time(lambda: linear(x_leaf).backward(grad))
+        plans = planner.enumerate_plans(in_shape, out_shape, (bond,) * (len(in_shape) - 1), batch,
+                                        kernels=kernels, threads=1)
+        plans.sort(key=lambda p: p.forward.seconds + p.backward.seconds + p.recompute.seconds)
+        measured = []
+        for p in plans[:args.top]:
+            t = cpu_time(lambda: (contract.run_forward(p, x, cores, ops_module._cpp_fused_forward),
+                                  contract.run_backward(p, grad, x, cores, ops_module._cpp_fused_backward)))
+            measured.append((t, p))
+        fastest = min(measured, key=lambda m: m[0])
+        pick_t, pick = measured[0]
+        table.add(**{"shape": f"{in_shape}->{out_shape}", "D": bond, "batch": batch, "planner pick": pick.strategy,
+                     "pick ms": pick_t * 1e3,
+                     "predicted ms": (pick.forward.seconds + pick.backward.seconds + pick.recompute.seconds) * 1e3,
+                     "fastest measured": fastest[1].strategy, "fastest ms": fastest[0] * 1e3,
+                     "pick/fastest": pick_t / fastest[0], "dense nn.Linear ms": t_dense * 1e3})
+    table.notes.append("candidates: the planner's top-N by predicted cost; pick/fastest = 1 when the pick was best")
+    print(table.markdown())
+    write_results([table], args.out, "mpo_plans")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+// Fused MPO chain kernels (CPU, OpenMP over batch tiles). See mpo.h for the math and the layout.
+#include "mpo.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "parallel.h"
+
+// Runtime CPU dispatch: the micro-kernels are compiled for AVX2+FMA (x86-64-v3), AVX+FMA and baseline x86-64,
+// and the loader picks the best clone for the running CPU (portable wheels without -march=native).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define PHYSKERNELS_CLONES __attribute__((target_clones("arch=x86-64-v3", "fma", "default")))
+#else
+#define PHYSKERNELS_CLONES
+#endif
+
+namespace physkernels::mpo {
+namespace {
+
+// C (m x n) = A (m x k) @ B (k x n); A[i][p] = a[i * a_row + p * a_col]; B, C row-major with n columns.
+// Four rows of C at a time so that each loaded row of B feeds four accumulating rows.
+#define PHYSKERNELS_DEFINE_GEMM(T)                                                                               \
+    PHYSKERNELS_CLONES void gemm(const T* a, std::int64_t a_row, std::int64_t a_col, const T* b, T* c,          \
+                                 std::int64_t m, std::int64_t k, std::int64_t n) {                               \
+        std::int64_t i = 0;                                                                                      \
+        for (; i + 4 <= m; i += 4) {                                                                             \
+            T* c0 = c + i * n;                                                                                   \
+            T* c1 = c0 + n;                                                                                      \
+            T* c2 = c1 + n;                                                                                      \
+            T* c3 = c2 + n;                                                                                      \
+            std::memset(c0, 0, sizeof(T) * 4 * n);                                                               \
+            for (std::int64_t p = 0; p < k; ++p) {                                                               \
+                const T a0 = a[i * a_row + p * a_col], a1 = a[(i + 1) * a_row + p * a_col];                     \
+                const T a2 = a[(i + 2) * a_row + p * a_col], a3 = a[(i + 3) * a_row + p * a_col];               \
+                const T* __restrict__ br = b + p * n;                                                            \
+                for (std::int64_t j = 0; j < n; ++j) {                                                           \
+                    const T v = br[j];                                                                           \
+                    c0[j] += a0 * v;                                                                             \
+                    c1[j] += a1 * v;                                                                             \
+                    c2[j] += a2 * v;                                                                             \
+                    c3[j] += a3 * v;                                                                             \
+                }                                                                                                \
+            }                                                                                                    \
+        }                                                                                                        \
+        for (; i < m; ++i) {                                                                                     \
+            T* __restrict__ cr = c + i * n;                                                                      \
+            std::memset(cr, 0, sizeof(T) * n);                                                                   \
+            for (std::int64_t p = 0; p < k; ++p) {                                                               \
+                const T av = a[i * a_row + p * a_col];                                                           \
+                const T* __restrict__ br = b + p * n;                                                            \
+                for (std::int64_t j = 0; j < n; ++j) cr[j] += av * br[j];                                        \
+            }                                                                                                    \
+        }                                                                                                        \
+    }                                                                                                            \
+    /* C (m x k) += D (m x n) @ S (k x n)^T: dot products over the contiguous n. */                             \
+    PHYSKERNELS_CLONES void gemm_nt_acc(const T* d, const T* s, T* c, std::int64_t m, std::int64_t k,           \
+                                        std::int64_t n) {                                                        \
+        for (std::int64_t i = 0; i < m; ++i) {                                                                   \
+            const T* __restrict__ dr = d + i * n;                                                                \
+            for (std::int64_t p = 0; p < k; ++p) {                                                               \
+                const T* __restrict__ sr = s + p * n;                                                            \
+                T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                             \
+                std::int64_t j = 0;                                                                              \
+                for (; j + 8 <= n; j += 8)                                                                       \
+                    for (int l = 0; l < 8; ++l) acc[l] += dr[j + l] * sr[j + l];                                 \
+                T total = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));    \
+                for (; j < n; ++j) total += dr[j] * sr[j];                                                       \
+                c[i * k + p] += total;                                                                           \
+            }                                                                                                    \
+        }                                                                                                        \
+    }
+
+PHYSKERNELS_DEFINE_GEMM(float)
+PHYSKERNELS_DEFINE_GEMM(double)
+#undef PHYSKERNELS_DEFINE_GEMM
+
+// Elements of each step's input state per sample; the last entry is the output (prod J).
+std::vector<std::int64_t> state_sizes(const std::vector<Step>& steps) {
+    std::vector<std::int64_t> sizes;
+    for (const Step& s : steps) sizes.push_back(s.count * s.k * s.rest);
+    sizes.push_back(steps.back().count * steps.back().m * steps.back().rest);
+    return sizes;
+}
+
+// Transposing tile loads/stores: state (features x tile) <-> rows [b0, b0 + valid) of a (batch x features) matrix.
+template <typename T>
+void load_tile(const T* src, std::int64_t features, std::int64_t b0, std::int64_t valid, std::int64_t tile, T* dst) {
+    for (std::int64_t f = 0; f < features; ++f) {
+        T* row = dst + f * tile;
+        for (std::int64_t t = 0; t < valid; ++t) row[t] = src[(b0 + t) * features + f];
+        for (std::int64_t t = valid; t < tile; ++t) row[t] = T(0);
+    }
+}
+
+template <typename T>
+void store_tile(const T* src, std::int64_t features, std::int64_t b0, std::int64_t valid, std::int64_t tile, T* dst) {
+    for (std::int64_t t = 0; t < valid; ++t) {
+        T* row = dst + (b0 + t) * features;
+        for (std::int64_t f = 0; f < features; ++f) row[f] = src[f * tile + t];
+    }
+}
+
+// out (count blocks of m x rest*tile) = A @ in (count blocks of k x rest*tile)
+template <typename T>
+void apply_step(const T* a, const Step& s, std::int64_t tile, const T* in, T* out) {
+    const std::int64_t n = s.rest * tile;
+    for (std::int64_t c = 0; c < s.count; ++c) gemm(a, s.k, 1, in + c * s.k * n, out + c * s.m * n, s.m, s.k, n);
+}
+
+}  // namespace
+
+template <typename T>
+void chain_forward(const T* x, std::int64_t batch, std::int64_t in_features, std::int64_t out_features,
+                   const std::vector<const T*>& mats, const std::vector<Step>& steps, T* y, std::int64_t tile,
+                   int threads) {
+    const std::vector<std::int64_t> sizes = state_sizes(steps);
+    const std::int64_t largest = *std::max_element(sizes.begin(), sizes.end());
+    const std::int64_t n_tiles = (batch + tile - 1) / tile;
+#pragma omp parallel num_threads(resolve_threads(threads))
+    {
+        std::vector<T> ping(largest * tile), pong(largest * tile);
+#pragma omp for schedule(static)
+        for (std::int64_t t = 0; t < n_tiles; ++t) {
+            const std::int64_t b0 = t * tile, valid = std::min(tile, batch - b0);
+            load_tile(x, in_features, b0, valid, tile, ping.data());
+            for (std::size_t s = 0; s < steps.size(); ++s) {
+                apply_step(mats[s], steps[s], tile, ping.data(), pong.data());
+                std::swap(ping, pong);
+            }
+            store_tile(ping.data(), out_features, b0, valid, tile, y);
+        }
+    }
+}
+
+template <typename T>
+void chain_backward(const T* grad, const T* x, std::int64_t batch, std::int64_t in_features,
+                    std::int64_t out_features, const std::vector<const T*>& mats, const std::vector<Step>& steps,
+                    T* grad_x, const std::vector<T*>& grad_mats, T* scratch, std::int64_t tile, int threads) {
+    const std::vector<std::int64_t> sizes = state_sizes(steps);
+    const std::int64_t largest = *std::max_element(sizes.begin(), sizes.end());
+    std::int64_t stored = 0, mat_total = 0;
+    std::vector<std::int64_t> state_offset, mat_offset;
+    for (std::size_t s = 0; s < steps.size(); ++s) {
+        state_offset.push_back(stored);
+        stored += sizes[s] * tile;
+        mat_offset.push_back(mat_total);
+        mat_total += steps[s].m * steps[s].k;
+    }
+    const std::int64_t n_tiles = (batch + tile - 1) / tile;
+    const int n_threads = resolve_threads(threads);
+#pragma omp parallel num_threads(n_threads)
+    {
+        std::vector<T> states(stored), ping(largest * tile), pong(largest * tile);
+#pragma omp for schedule(static)
+        for (std::int64_t t = 0; t < n_tiles; ++t) {
+            const std::int64_t b0 = t * tile, valid = std::min(tile, batch - b0);
+            T* partial = scratch + t * mat_total;
+            std::fill(partial, partial + mat_total, T(0));
+            // forward, keeping every step's input state
+            load_tile(x, in_features, b0, valid, tile, states.data());
+            for (std::size_t s = 0; s + 1 < steps.size(); ++s)
+                apply_step(mats[s], steps[s], tile, states.data() + state_offset[s],
+                           states.data() + state_offset[s + 1]);
+            // backward through the steps
+            load_tile(grad, out_features, b0, valid, tile, ping.data());
+            for (std::size_t s = steps.size(); s-- > 0;) {
+                const Step& st = steps[s];
+                const std::int64_t n = st.rest * tile;
+                const T* in = states.data() + state_offset[s];
+                for (std::int64_t c = 0; c < st.count; ++c) {
+                    gemm_nt_acc(ping.data() + c * st.m * n, in + c * st.k * n, partial + mat_offset[s], st.m, st.k,
+                                n);
+                    gemm(mats[s], 1, st.k, ping.data() + c * st.m * n, pong.data() + c * st.k * n, st.k, st.m, n);
+                }
+                std::swap(ping, pong);
+            }
+            store_tile(ping.data(), in_features, b0, valid, tile, grad_x);
+        }
+        // reduce the per-tile partials in tile order (the result does not depend on the thread count)
+#pragma omp for schedule(static)
+        for (std::int64_t e = 0; e < mat_total; ++e) {
+            T total = T(0);
+            for (std::int64_t t = 0; t < n_tiles; ++t) total += scratch[t * mat_total + e];
+            std::size_t s = std::upper_bound(mat_offset.begin(), mat_offset.end(), e) - mat_offset.begin() - 1;
+            grad_mats[s][e - mat_offset[s]] = total;
+        }
+    }
+}
+
+#define PHYSKERNELS_INSTANTIATE(T)                                                                               \
+    template void chain_forward<T>(const T*, std::int64_t, std::int64_t, std::int64_t,                          \
+                                   const std::vector<const T*>&, const std::vector<Step>&, T*, std::int64_t, int); \
+    template void chain_backward<T>(const T*, const T*, std::int64_t, std::int64_t, std::int64_t,               \
+                                    const std::vector<const T*>&, const std::vector<Step>&, T*,                  \
+                                    const std::vector<T*>&, T*, std::int64_t, int);
+PHYSKERNELS_INSTANTIATE(float)
+PHYSKERNELS_INSTANTIATE(double)
+#undef PHYSKERNELS_INSTANTIATE
+
+}  // namespace physkernels::mpo

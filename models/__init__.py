@@ -1,0 +1,10 @@
+"""Paper models built on physkernels: TaylorNets (CG2d) and MPO-Nets (MPOLinear / MPOConv2d) with dense twins.
+
+``models.build(name, bond_dim=None)``, ``models.MODELS`` (name -> ModelSpec), ``python -m models.train``.
+Every model's ``compression()`` gives its parameter count and the compression ratio rho (MPO paper Eq. 9).
+"""
+
+from .accounting import CompressionReport, PaperModel, count_parameters
+from .registry import MODELS, ModelSpec, build, spec
+
+__all__ = ["MODELS", "CompressionReport", "ModelSpec", "PaperModel", "build", "count_parameters", "spec"]

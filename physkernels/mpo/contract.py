@@ -1,0 +1,200 @@
+"""Execute a :class:`~physkernels.mpo.planner.Plan` with torch matmuls (and, for ``fused`` plans, a chain kernel).
+
+Shapes: x ``(B, prod I)``, cores ``(D_{k-1}, I_k, J_k, D_k)``, y ``(B, prod J)``. The chain runs with the batch
+as the fastest index (see the planner's docstring for the per-step GEMMs); gradients are explicit (no autograd).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from .planner import Plan
+
+Tensor = torch.Tensor
+FusedForward = Callable[[Tensor, list[Tensor]], Tensor]
+FusedBackward = Callable[[Tensor, Tensor, list[Tensor]], tuple[Tensor, list[Tensor]]]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Merging adjacent cores and projecting gradients back onto them
+# ----------------------------------------------------------------------------------------------------------------
+def _merge_two(left: Tensor, core: Tensor) -> Tensor:
+    """(D_l, P_i, P_j, D) . (D, I, J, D_r) -> (D_l, P_i I, P_j J, D_r), row-major merged indices."""
+    dl, pi, pj, d = left.shape
+    _, i, j, dr = core.shape
+    prod = left.reshape(dl * pi * pj, d) @ core.reshape(d, i * j * dr)
+    return prod.view(dl, pi, pj, i, j, dr).permute(0, 1, 3, 2, 4, 5).reshape(dl, pi * i, pj * j, dr)
+
+
+def _merge_two_backward(left: Tensor, core: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
+    dl, pi, pj, d = left.shape
+    _, i, j, dr = core.shape
+    g = grad.view(dl, pi, i, pj, j, dr).permute(0, 1, 3, 2, 4, 5).reshape(dl * pi * pj, i * j * dr)
+    grad_left = (g @ core.reshape(d, i * j * dr).t()).view(dl, pi, pj, d)
+    grad_core = (left.reshape(dl * pi * pj, d).t() @ g).view(d, i, j, dr)
+    return grad_left, grad_core
+
+
+def merge_group(cores: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    """Merge consecutive cores into one; also return the left partial products (needed by the backward)."""
+    partials = [cores[0]]
+    for core in cores[1:]:
+        partials.append(_merge_two(partials[-1], core))
+    return partials[-1], partials[:-1]
+
+
+def merge_group_backward(cores: Sequence[Tensor], partials: Sequence[Tensor], grad: Tensor) -> list[Tensor]:
+    """Gradients of every core of a group from the gradient of the merged core."""
+    grads = [None] * len(cores)
+    for k in range(len(cores) - 1, 0, -1):
+        grad, grads[k] = _merge_two_backward(partials[k - 1], cores[k], grad)
+    grads[0] = grad
+    return grads
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Chain steps (batched GEMMs, batch fastest)
+# ----------------------------------------------------------------------------------------------------------------
+def step_matrix(core: Tensor, direction: str) -> Tensor:
+    """A of a step: ltr ``(J D_r) x (D_l I)``; rtl ``(D_l J) x (I D_r)``."""
+    dl, i, j, dr = core.shape
+    if direction == "ltr":
+        return core.permute(2, 3, 0, 1).reshape(j * dr, dl * i)
+    return core.permute(0, 2, 1, 3).reshape(dl * j, i * dr)
+
+
+def matrix_grad_to_core(grad_a: Tensor, shape, direction: str) -> Tensor:
+    dl, i, j, dr = shape
+    if direction == "ltr":
+        return grad_a.view(j, dr, dl, i).permute(2, 3, 0, 1)
+    return grad_a.view(dl, j, i, dr).permute(0, 2, 1, 3)
+
+
+def _order(merged: Sequence[Tensor], direction: str) -> list[int]:
+    return list(range(len(merged))) if direction == "ltr" else list(range(len(merged) - 1, -1, -1))
+
+
+def _counts(merged: Sequence[Tensor], direction: str) -> list[int]:
+    """G of each step, in run order: prod J of the groups already applied (ltr) or prod I to the left (rtl)."""
+    if direction == "ltr":
+        return [math.prod(c.shape[2] for c in merged[:g]) for g in range(len(merged))]
+    return [math.prod(c.shape[1] for c in merged[:g]) for g in range(len(merged) - 1, -1, -1)]
+
+
+def chain_states(x: Tensor, merged: Sequence[Tensor], direction: str) -> list[Tensor]:
+    """Batch-last states ``S_0 = x^T, S_1, ..., S_n`` of the chain; ``S_n`` is ``y^T`` as ``(prod J, B)``."""
+    states = [x.t().contiguous()]
+    for g, count in zip(_order(merged, direction), _counts(merged, direction)):
+        a = step_matrix(merged[g], direction)
+        s = states[-1].view(count, a.shape[1], -1)
+        states.append(torch.matmul(a, s) if count > 1 else (a @ s[0]).unsqueeze(0))
+    return states
+
+
+def chain_forward(x: Tensor, merged: Sequence[Tensor], direction: str) -> Tensor:
+    return chain_states(x, merged, direction)[-1].reshape(-1, x.shape[0]).t().contiguous()
+
+
+def chain_backward(grad: Tensor, x: Tensor, merged: Sequence[Tensor], direction: str,
+                   states: Optional[Sequence[Tensor]] = None) -> tuple[Tensor, list[Tensor]]:
+    """``(dx, [d merged core])`` of the chain; ``states`` are the forward's (recomputed when None)."""
+    if states is None:
+        states = chain_states(x, merged, direction)
+    batch = x.shape[0]
+    g_state = grad.t().contiguous()
+    grads: list[Optional[Tensor]] = [None] * len(merged)
+    order, counts = _order(merged, direction), _counts(merged, direction)
+    for step in range(len(order) - 1, -1, -1):
+        g, count = order[step], counts[step]
+        a = step_matrix(merged[g], direction)
+        s = states[step].view(count, a.shape[1], -1)
+        d_out = g_state.view(count, a.shape[0], -1)
+        if count == 1:
+            grad_a = d_out[0] @ s[0].t()
+            g_state = a.t() @ d_out[0]
+        else:
+            grad_a = torch.bmm(d_out, s.transpose(1, 2)).sum(0)  # no permuting copy of the big states
+            g_state = torch.matmul(a.t(), d_out)
+        grads[g] = matrix_grad_to_core(grad_a, merged[g].shape, direction)
+    return g_state.reshape(-1, batch).t().contiguous(), grads
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Whole plans
+# ----------------------------------------------------------------------------------------------------------------
+def _merge_all(cores: Sequence[Tensor], plan: Plan):
+    merged, tapes = [], []
+    for a, b in plan.groups:
+        core, partials = merge_group(cores[a:b])
+        merged.append(core)
+        tapes.append(partials)
+    return merged, tapes
+
+
+def dense_weight(merged_core: Tensor) -> Tensor:
+    """W (prod J, prod I) from the single merged core (1, prod I, prod J, 1)."""
+    return merged_core[0, :, :, 0].t()
+
+
+def _unflatten(plan: Plan, states: Sequence[Tensor]):
+    """Inverse of the ``states`` layout of :func:`run_forward`: merged cores, per-group tapes, chain states."""
+    merged = list(states[:len(plan.groups)])
+    pos, tapes = len(plan.groups), []
+    for a, b in plan.groups:
+        tapes.append(list(states[pos:pos + b - a - 1]))
+        pos += b - a - 1
+    return merged, tapes, list(states[pos:]) or None
+
+
+def run_forward(plan: Plan, x: Tensor, cores: Sequence[Tensor], fused: Optional[FusedForward] = None,
+                keep_states: bool = False):
+    """``x @ W^T`` for x ``(B, prod I)`` by ``plan``.
+
+    With ``keep_states`` returns ``(y, states)``: the merged cores, the merge partial products and (gemm chains)
+    the chain's intermediate states, for :func:`run_backward` (fused kernels recompute theirs in cache).
+    """
+    merged, tapes = _merge_all(cores, plan)
+    chain: list[Tensor] = []
+    if plan.dense:
+        y = x @ merged[0][0, :, :, 0]
+    elif plan.kernel == "fused":
+        if fused is None:
+            raise RuntimeError("this plan needs a fused chain kernel but none was given")
+        y = fused(x, merged)
+    elif keep_states:
+        chain = chain_states(x, merged, plan.direction)
+        y = chain.pop().reshape(-1, x.shape[0]).t().contiguous()
+    else:
+        y = chain_forward(x, merged, plan.direction)
+    if not keep_states:
+        return y
+    return y, merged + [t for group in tapes for t in group] + chain
+
+
+def run_backward(plan: Plan, grad: Tensor, x: Tensor, cores: Sequence[Tensor],
+                 fused: Optional[FusedBackward] = None, states: Optional[Sequence[Tensor]] = None) -> list[Tensor]:
+    """``[dx, d cores[0], ..., d cores[n-1]]`` for the upstream gradient ``grad`` (B, prod J).
+
+    ``states``: what ``run_forward(..., keep_states=True)`` returned with the same plan (recomputed when None).
+    """
+    if states:
+        merged, tapes, chain = _unflatten(plan, states)
+    else:
+        (merged, tapes), chain = _merge_all(cores, plan), None
+    if plan.dense:
+        w_t = merged[0][0, :, :, 0]  # (prod I, prod J) = W^T
+        grad_x = grad @ w_t.t()
+        grad_merged = [(x.t() @ grad).view(merged[0].shape)]
+    elif plan.kernel == "fused":
+        if fused is None:
+            raise RuntimeError("this plan needs a fused chain kernel but none was given")
+        grad_x, grad_merged = fused(grad, x, merged)
+    else:
+        grad_x, grad_merged = chain_backward(grad, x, merged, plan.direction, chain)
+    grads = [grad_x]
+    for (a, b), partials, g in zip(plan.groups, tapes, grad_merged):
+        grads += merge_group_backward(cores[a:b], partials, g)
+    return grads

@@ -1,0 +1,233 @@
+"""physkernels.ops.mpo_linear: every backend and every planner strategy vs the dense reference (values, grads)."""
+
+import math
+import random
+import sys
+
+import pytest
+import torch
+
+import physkernels
+from physkernels.backends import available_backends
+from physkernels.mpo import contract, plan, planner
+from physkernels.ops import mpo_linear, reference_mpo_linear
+from physkernels.testing import check_against_reference
+
+op_module = sys.modules["physkernels.ops.mpo_linear"]
+
+TOL = {torch.float64: dict(atol=1e-9, rtol=1e-7), torch.float32: dict(atol=2e-4, rtol=2e-4)}
+
+
+def random_problem(seed, n_range=(2, 6), max_dim=3, max_rank=3, dtype=torch.float64):
+    """Random cores with n in n_range (ranks include 1), and a batch of inputs with extra leading dims."""
+    rng = random.Random(seed)
+    n = rng.randint(*n_range)
+    ins = [rng.randint(1, max_dim) for _ in range(n)]
+    outs = [rng.randint(1, max_dim) for _ in range(n)]
+    ranks = [rng.choice([1, rng.randint(1, max_rank)]) for _ in range(n - 1)]
+    bonds = [1] + ranks + [1]
+    gen = torch.Generator().manual_seed(seed)
+    cores = [torch.randn(bonds[k], ins[k], outs[k], bonds[k + 1], generator=gen, dtype=dtype) for k in range(n)]
+    lead = [rng.randint(1, 3) for _ in range(rng.randint(1, 2))]
+    x = torch.randn(*lead, math.prod(ins), generator=gen, dtype=dtype)
+    bias = torch.randn(math.prod(outs), generator=gen, dtype=dtype)
+    return x, cores, bias
+
+
+def test_reference_matches_eq5_elementwise():
+    """The dense reference equals the literal matrix product of Eq. 5 entry by entry (row-major indices)."""
+    x, cores, _ = random_problem(0, n_range=(3, 3))
+    ins, outs = [c.shape[1] for c in cores], [c.shape[2] for c in cores]
+    w = op_module.reference_mpo_weight(cores)
+    for row in range(w.shape[0]):
+        for col in range(w.shape[1]):
+            j = torch.tensor(torch.unravel_index(torch.tensor(row), outs))
+            i = torch.tensor(torch.unravel_index(torch.tensor(col), ins))
+            prod = torch.eye(1, dtype=x.dtype)
+            for k, core in enumerate(cores):
+                prod = prod @ core[:, i[k], j[k], :]
+            assert torch.allclose(w[row, col], prod[0, 0])
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("seed", range(6))
+def test_backend_matches_reference(backend, dtype, seed):
+    if backend not in available_backends("cpu"):
+        pytest.skip(f"{backend} unavailable")
+    x, cores, bias = random_problem(seed, dtype=dtype)
+    if seed % 2:  # non-contiguous x: every other column of a wider tensor
+        wide = torch.randn(*x.shape[:-1], 2 * x.shape[-1], dtype=dtype)
+        x = wide[..., ::2]
+        assert not x.is_contiguous()
+    with physkernels.use_backend(backend):
+        check_against_reference(mpo_linear, reference_mpo_linear, [x, cores, bias], **TOL[dtype])
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_custom_op_autograd_matches_reference(backend):
+    """The registered op's own autograd (what torch.compile traces) agrees with the eager autograd.Function."""
+    if backend not in available_backends("cpu"):
+        pytest.skip(f"{backend} unavailable")
+    x, cores, bias = random_problem(21, n_range=(3, 5))
+    x = x.reshape(-1, x.shape[-1])
+    with physkernels.use_backend(backend):
+        check_against_reference(torch.ops.physkernels.mpo_linear, reference_mpo_linear, [x, cores, bias])
+
+
+def _planned(p, fused_forward=None, fused_backward=None, keep_states=False):
+    class Planned(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, *cores):
+            y, states = contract.run_forward(p, x, cores, fused_forward, keep_states=True)
+            ctx.save_for_backward(x, *cores)
+            ctx.states = states if keep_states else None
+            return y
+
+        @staticmethod
+        def backward(ctx, grad):
+            x, *cores = ctx.saved_tensors
+            return tuple(contract.run_backward(p, grad, x, cores, fused_backward, states=ctx.states))
+
+    return lambda x, cores: Planned.apply(x, *cores)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_plan_matches_reference(seed):
+    """Every grouping x direction x kernel the planner can choose computes the same values and gradients."""
+    x, cores, _ = random_problem(100 + seed, n_range=(2, 5))
+    x = x.reshape(-1, x.shape[-1])
+    kernels = ("gemm", "fused") if "cpp" in available_backends("cpu") else ("gemm",)
+    shapes = op_module.mpo_shapes(cores)
+    plans = planner.enumerate_plans(*shapes, x.shape[0], x.dtype, kernels=kernels)
+    assert len(plans) >= 2 ** (len(cores) - 1)
+    for p in plans:
+        for keep in (False, True):  # backward recomputing the chain states / using the forward's
+            fn = _planned(p, op_module._cpp_fused_forward, op_module._cpp_fused_backward, keep)
+            check_against_reference(fn, reference_mpo_linear, [x, cores])
+
+
+@pytest.mark.skipif("cpp" not in available_backends("cpu"), reason="_C not built")
+def test_fused_cpp_independent_of_thread_count():
+    x, cores, _ = random_problem(7, n_range=(4, 4), dtype=torch.float32)
+    x = torch.randn(37, x.shape[-1])
+    merged = [contract.merge_group(cores[a:b])[0] for a, b in ((0, 2), (2, 3), (3, 4))]
+    grad = torch.randn(37, math.prod(c.shape[2] for c in cores))
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            y = op_module._cpp_fused_forward(x, merged)
+            gx, gm = op_module._cpp_fused_backward(grad, x, merged)
+            results.append([y, gx, *gm])
+    finally:
+        torch.set_num_threads(previous)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.skipif("triton" not in available_backends("cpu"), reason="triton interpreter unavailable")
+def test_triton_fused_chain_interpreted():
+    x, cores, bias = random_problem(3, n_range=(3, 3), dtype=torch.float32)
+    x = x.reshape(-1, x.shape[-1])
+    for groups in (((0, 1), (1, 2), (2, 3)), ((0, 2), (2, 3))):
+        merged = [contract.merge_group(cores[a:b])[0] for a, b in groups]
+        y = op_module._triton_fused_forward(x, merged)
+        torch.testing.assert_close(y, reference_mpo_linear(x, cores), **TOL[torch.float32])
+    with physkernels.use_backend("triton"):
+        check_against_reference(mpo_linear, reference_mpo_linear, [x, cores, bias], **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_gradcheck(backend):
+    if backend not in available_backends("cpu"):
+        pytest.skip(f"{backend} unavailable")
+    x, cores, bias = random_problem(11, n_range=(3, 3))
+    leaves = [x.reshape(-1, x.shape[-1]).clone().requires_grad_(), bias.clone().requires_grad_()]
+    leaves += [c.clone().requires_grad_() for c in cores]
+    with physkernels.use_backend(backend):
+        assert torch.autograd.gradcheck(lambda x, b, *cs: mpo_linear(x, list(cs), b), tuple(leaves))
+
+
+def test_opcheck():
+    x, cores, bias = random_problem(12, n_range=(3, 3))
+    x = x.reshape(-1, x.shape[-1])
+    torch.library.opcheck(torch.ops.physkernels.mpo_linear.default, (x, cores, bias))
+    torch.library.opcheck(torch.ops.physkernels.mpo_linear.default, (x, cores, None))
+    grad = torch.randn(x.shape[0], bias.shape[0], dtype=x.dtype)
+    torch.library.opcheck(torch.ops.physkernels.mpo_linear_backward.default, (grad, x, cores))
+
+
+def test_torch_compile_fullgraph():
+    x, cores, bias = random_problem(13, n_range=(4, 4))
+    compiled = torch.compile(lambda x, cores, bias: torch.relu(mpo_linear(x, cores, bias)), fullgraph=True)
+    check_against_reference(compiled, lambda x, c, b: torch.relu(reference_mpo_linear(x, c, b)), [x, cores, bias])
+
+
+# ------------------------------------------------------------------------------------------------ planner
+def test_plan_costs_and_cache():
+    p = plan((4, 4, 8, 8, 4), (4, 4, 8, 8, 4), 4, 256)
+    assert isinstance(p, planner.Plan)
+    assert p.forward.seconds > 0 and p.backward.seconds > p.forward.seconds
+    assert p is plan((4, 4, 8, 8, 4), (4, 4, 8, 8, 4), (4, 4, 4, 4), 256)  # cached
+    assert "chain" in p.strategy  # 11.6x fewer MACs than dense: never reconstruct W here
+
+
+def test_chain_mac_count_matches_issue():
+    """The plain ltr chain of (4,4,8,8,4)->(4,4,8,8,4), D=4 has 11.6x fewer MACs than the dense GEMM (issue 2)."""
+    shape = (4, 4, 8, 8, 4)
+    groups = tuple((k, k + 1) for k in range(5))
+    steps = planner.chain_steps(planner.merged_shapes(shape, shape, (4,) * 4, groups), "ltr", 1)
+    macs = sum(s.count * s.m * s.k * s.n for s in steps)
+    assert macs == 1_441_792
+    assert 4096 * 4096 / macs == pytest.approx(11.6, abs=0.05)
+
+
+def test_plan_prefers_dense_for_small_layer_at_large_batch():
+    """(4,7,7,4)->(4,4,4,4), D=16: the chain has more MACs than dense, so a large batch reconstructs W."""
+    assert plan((4, 7, 7, 4), (4, 4, 4, 4), 16, 4096).dense
+    p1 = plan((4, 7, 7, 4), (4, 4, 4, 4), 16, 1)
+    assert not p1.dense  # reconstructing W (>= prod I prod J D MACs) costs more than one sample's chain
+
+
+def test_plan_objectives_and_validation():
+    fwd = plan((2, 10, 10, 2), (2, 5, 6, 2), 4, 32, objective="forward")
+    both = plan((2, 10, 10, 2), (2, 5, 6, 2), 4, 32)
+    assert fwd.forward.seconds <= both.forward.seconds
+    with pytest.raises(ValueError, match="objective"):
+        plan((2, 2), (2, 2), 2, 4, objective="fastest")
+    with pytest.raises(ValueError, match="ranks"):
+        plan((2, 2), (2, 2), (2, 2), 4)
+    with pytest.raises(ValueError, match="batch"):
+        plan((2, 2), (2, 2), 2, 0)
+    with pytest.raises(ValueError, match="out_shape"):
+        plan((2, 2), (2,), 2, 4)
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def test_bad_input_names_the_argument():
+    x, cores, bias = random_problem(20, n_range=(3, 3))
+    with pytest.raises(ValueError, match="bond mismatch"):
+        bad = list(cores)
+        bad[1] = torch.randn(bad[1].shape[0] + 1, *bad[1].shape[1:], dtype=x.dtype)
+        mpo_linear(x, bad)
+    with pytest.raises(ValueError, match="x's last dimension"):
+        mpo_linear(x[..., :-1], cores)
+    with pytest.raises(TypeError, match=r"cores\[1\] has dtype"):
+        mpo_linear(x, [cores[0], cores[1].float(), cores[2]])
+    with pytest.raises(ValueError, match=r"cores\[0\] is on"):
+        mpo_linear(x, [cores[0].to("meta"), *cores[1:]])
+    with pytest.raises(ValueError, match="bias must have shape"):
+        mpo_linear(x, cores, bias[:-1])
+    with pytest.raises(TypeError, match="bias has dtype"):
+        mpo_linear(x, cores, bias.float())
+    with pytest.raises(TypeError, match="x must be a floating-point"):
+        mpo_linear(x.long(), cores)
+    with pytest.raises(TypeError, match="cores must be a list"):
+        mpo_linear(x, cores[0])
+    with pytest.raises(ValueError, match=r"cores\[0\] must have left bond dimension 1"):
+        mpo_linear(x, [torch.randn(2, *cores[0].shape[1:], dtype=x.dtype), *cores[1:]])
+    with pytest.raises(ValueError, match="4-D"):
+        mpo_linear(x, [cores[0][0], *cores[1:]])
