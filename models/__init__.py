@@ -1,0 +1,1 @@
+"""Model definitions and experiment drivers built on the public physkernels API."""
