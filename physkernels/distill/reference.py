@@ -44,7 +44,10 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator) -> 
     rows = (dy[:, None] + torch.arange(h)[None, :]).to(images.device)
     cols = (dx[:, None] + torch.arange(w)[None, :]).to(images.device)
     batch = torch.arange(n, device=images.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    shifted = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (n, h, w, C)
+    # copy into fresh NCHW strides: with C = 1 the permuted view counts as contiguous but has odd strides,
+    # which crashed the CPU convolution backward (torch 2.13)
+    return torch.empty_like(images).copy_(shifted.permute(0, 3, 1, 2))
 
 
 def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int,
@@ -70,7 +73,7 @@ def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         losses.append(total / len(images))
     model.eval()
     return losses
