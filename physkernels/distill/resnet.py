@@ -2,7 +2,8 @@
 
 Small-image stem as in the CIFAR variants: one 3x3 stride-1 convolution and no max-pool, then four stages of
 ``BasicBlock`` (18: 2-2-2-2) or ``Bottleneck`` (50: 3-4-6-3) blocks with strides 1, 2, 2, 2, global average
-pooling and a linear head. ``width`` is the channel count of the first stage (64 in the original); a smaller
+pooling and a linear head. ``stem_stride = 2`` halves the input first (for images upsampled from a lower
+resolution, e.g. 8x8 digits fed at 28x28, it loses nothing and saves 4x compute). ``width`` is the channel count of the first stage (64 in the original); a smaller
 width keeps CPU training fast. :meth:`ResNet.embed` returns the pooled features used for reference matching.
 """
 
@@ -58,12 +59,13 @@ def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
 class ResNet(nn.Module):
     """``(N, C, H, W) -> (N, num_classes)`` logits; ``embed`` gives the ``(N, 8 * width * expansion)`` features."""
 
-    def __init__(self, block, layers: tuple[int, ...], in_channels: int, num_classes: int, width: int = 64):
+    def __init__(self, block, layers: tuple[int, ...], in_channels: int, num_classes: int, width: int = 64,
+                 stem_stride: int = 1):
         super().__init__()
         if width < 1 or in_channels < 1 or num_classes < 2:
             raise ValueError(f"need width >= 1, in_channels >= 1, num_classes >= 2; got {width}, {in_channels}, "
                              f"{num_classes}")
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, stem_stride, 1, bias=False), nn.BatchNorm2d(width),
                                   nn.ReLU(inplace=True))
         stages, cin = [], width
         for i, blocks in enumerate(layers):
@@ -82,9 +84,9 @@ class ResNet(nn.Module):
         return self.head(self.embed(x))
 
 
-def resnet18(in_channels: int, num_classes: int, width: int = 64) -> ResNet:
-    return ResNet(BasicBlock, (2, 2, 2, 2), in_channels, num_classes, width)
+def resnet18(in_channels: int, num_classes: int, width: int = 64, stem_stride: int = 1) -> ResNet:
+    return ResNet(BasicBlock, (2, 2, 2, 2), in_channels, num_classes, width, stem_stride)
 
 
-def resnet50(in_channels: int, num_classes: int, width: int = 64) -> ResNet:
-    return ResNet(Bottleneck, (3, 4, 6, 3), in_channels, num_classes, width)
+def resnet50(in_channels: int, num_classes: int, width: int = 64, stem_stride: int = 1) -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 6, 3), in_channels, num_classes, width, stem_stride)
