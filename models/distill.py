@@ -20,7 +20,7 @@ import torch
 
 from physkernels.benchmarks.harness import ResultTable, write_results
 from physkernels.data import load
-from physkernels.distill import (SCHEDULES, DistillConfig, check_mappings, classify_by_references,
+from physkernels.distill import (SCHEDULES, DistillConfig, check_class_sizes, check_mappings, classify_by_references,
                                  distill_hierarchy, embed_all, resnet18, resnet50, train_classifier)
 
 # --quick: 16 images per class, a 3-level schedule, tiny nets, 2 steps per level (a smoke test of seconds)
@@ -141,6 +141,7 @@ def main(argv=None) -> dict:
     per_class = args.per_class if args.per_class is not None else settings.get("per_class", preset["per_class"])
     x0, y0 = cap_per_class(train.images, train.labels, per_class, args.seed)
     num_classes = len(train.classes)
+    check_class_sizes(y0, num_classes, mappings)  # fail before training the classifier
     load_before = os.getloadavg()
 
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -197,7 +198,7 @@ def main(argv=None) -> dict:
                                f"embedding width {config.width}, {config.num_nets} random nets per level, "
                                f"{distill_seconds:.0f} s wall ({distill_cpu:.0f} s CPU) on {device}",
                                f"1-min load average before/after: {load_before[0]:.1f}/{load_after[0]:.1f} "
-                               f"on {os.cpu_count()} cores (CPU seconds sum all threads; wall time is inflated by other jobs)",
+                               f"on {os.cpu_count()} cores (CPU seconds sum all threads; other jobs inflate wall time)",
                                f"total wall {clf_seconds + distill_seconds:.0f} s"])
     _write_atomic(os.path.join(args.out, "results.json"), json.dumps(results, indent=2, default=str))
     _write_atomic(os.path.join(args.out, "accuracy.md"), table.markdown() + "\n")

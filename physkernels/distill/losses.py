@@ -43,7 +43,8 @@ def subset_stats(features: torch.Tensor, labels: torch.Tensor, subset: torch.Ten
     sums = features.new_zeros(flat, features.shape[1]).index_add_(0, key, features)
     sq = features.new_zeros(flat).index_add_(0, key, features.square().sum(1))
     count = torch.bincount(key, minlength=flat).to(features.dtype)
-    return SubsetStats(count.view(groups, num_classes), sums.view(groups, num_classes, -1), sq.view(groups, num_classes))
+    shape = (groups, num_classes)
+    return SubsetStats(count.view(shape), sums.view(*shape, -1), sq.view(shape))
 
 
 def check_lambda(counts: torch.Tensor, lam: float) -> None:
