@@ -4,7 +4,8 @@ Small-image stem as in the CIFAR variants: one 3x3 stride-1 convolution and no m
 ``BasicBlock`` (18: 2-2-2-2) or ``Bottleneck`` (50: 3-4-6-3) blocks with strides 1, 2, 2, 2, global average
 pooling and a linear head. ``stem_stride = 2`` halves the input first (for images upsampled from a lower
 resolution, e.g. 8x8 digits fed at 28x28, it loses nothing and saves 4x compute). ``width`` is the channel
-count of the first stage (64 in the original); a smaller width keeps CPU training fast. :meth:`ResNet.embed` returns the pooled features used for reference matching.
+count of the first stage (64 in the original); a smaller width keeps CPU training fast.
+:meth:`ResNet.embed` returns the pooled features used for reference matching.
 """
 
 from __future__ import annotations
