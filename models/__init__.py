@@ -1,4 +1,5 @@
-"""Paper models built on physkernels: TaylorNets (CG2d) and MPO-Nets (MPOLinear / MPOConv2d) with dense twins.
+"""Paper models built on physkernels: TaylorNets (CG2d) and MPO-Nets (MPOLinear / MPOConv2d) with dense twins,
+and the experiment drivers (``python -m models.<driver>``).
 
 ``models.build(name, bond_dim=None)``, ``models.MODELS`` (name -> ModelSpec), ``python -m models.train``.
 Every model's ``compression()`` gives its parameter count and the compression ratio rho (MPO paper Eq. 9).
