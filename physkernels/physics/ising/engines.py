@@ -2,7 +2,7 @@
 
 An engine is built as ``Engine(L, beta, n_chains, seed)`` and offers ``run(n_steps, record=False)`` (returning
 per-step energy and ``|m|`` per spin of shape ``(n_chains, n_steps)`` when ``record``), ``configs()`` (int8
-``(n_chains, L, L)``) and the classmethod ``available()``; Wolff engines add ``mean_cluster_size()`` and
+``(n_chains, L, L)``) and the classmethod ``available()``; Wolff engines add ``cluster_counts()`` (total flipped sites, total flips) and
 ``set_flips_per_step(k)``.
 """
 
@@ -10,7 +10,114 @@ from __future__ import annotations
 
 import torch
 
+from ... import _extensions
 from . import reference
+
+
+def random_spins(n_chains: int, L: int, seed: int) -> torch.Tensor:
+    """Independent uniformly random +-1 configurations, int8 (n_chains, L, L), a function of ``seed`` only."""
+    generator = torch.Generator().manual_seed(seed)
+    bits = torch.randint(0, 2, (n_chains, L, L), generator=generator, dtype=torch.int8)
+    return bits * 2 - 1
+
+
+class _Compiled:
+    """Base of the C++ engines: the RNG is counter based, so a step counter is all the state besides spins."""
+
+    def __init__(self, L, beta, n_chains, seed):
+        self.L, self.beta, self.n_chains, self.seed = L, float(beta), n_chains, seed
+        self.step = 0
+
+    @classmethod
+    def available(cls) -> bool:
+        return _extensions.load("_C") is not None
+
+    @staticmethod
+    def _kernels():
+        return _extensions.cpu().ising
+
+    @staticmethod
+    def _threads() -> int:
+        return torch.get_num_threads()
+
+
+class CppMetropolisEngine(_Compiled):
+    """Multispin checkerboard Metropolis: chain ``c`` is bit ``c % 64`` of word lattice ``c // 64``."""
+
+    def __init__(self, L, beta, n_chains, seed):
+        super().__init__(L, beta, n_chains, seed)
+        self.n_words = -(-n_chains // 64)
+        spins = random_spins(self.n_words * 64, L, seed)
+        self.words = torch.empty((self.n_words, L, L), dtype=torch.int64)
+        self._kernels().pack_spins(spins.data_ptr(), self.n_words * 64, L, self.words.data_ptr(), self._threads())
+
+    def run(self, n_steps, record=False):
+        n_sites = self.L * self.L
+        anti = up = None
+        if record:
+            anti = torch.empty((self.n_words * 64, n_steps), dtype=torch.int32)
+            up = torch.empty_like(anti)
+        self._kernels().metropolis_multispin(
+            self.words.data_ptr(), self.n_words, self.L, self.beta, n_steps, self.seed, self.step,
+            anti.data_ptr() if record else 0, up.data_ptr() if record else 0, self._threads())
+        self.step += n_steps
+        if not record:
+            return None
+        anti, up = anti[: self.n_chains].double(), up[: self.n_chains].double()
+        return ((2.0 * anti - 2 * n_sites) / n_sites).numpy(), ((2.0 * up - n_sites).abs() / n_sites).numpy()
+
+    def configs(self) -> torch.Tensor:
+        out = torch.empty((self.n_chains, self.L, self.L), dtype=torch.int8)
+        self._kernels().unpack_spins(self.words.data_ptr(), self.n_chains, self.L, out.data_ptr(), self._threads())
+        return out
+
+
+class _CppInt8(_Compiled):
+    def __init__(self, L, beta, n_chains, seed):
+        super().__init__(L, beta, n_chains, seed)
+        self.spins = random_spins(n_chains, L, seed)
+
+    def configs(self) -> torch.Tensor:
+        return self.spins.clone()
+
+    def _records(self, n_steps, record):
+        if not record:
+            return None, None, 0, 0
+        energy = torch.empty((self.n_chains, n_steps), dtype=torch.float64)
+        abs_m = torch.empty_like(energy)
+        return energy, abs_m, energy.data_ptr(), abs_m.data_ptr()
+
+
+class CppWolffEngine(_CppInt8):
+    """Wolff single-cluster flips; ``step`` counts cluster flips (the RNG counter)."""
+
+    def __init__(self, L, beta, n_chains, seed):
+        super().__init__(L, beta, n_chains, seed)
+        self.flips_per_step = 1
+        self.flipped_sites = torch.zeros(n_chains, dtype=torch.int64)
+
+    def set_flips_per_step(self, k: int) -> None:
+        self.flips_per_step = int(k)
+
+    def cluster_counts(self) -> tuple[int, int]:
+        return int(self.flipped_sites.sum()), self.step * self.n_chains
+
+    def run(self, n_steps, record=False):
+        energy, abs_m, e_ptr, m_ptr = self._records(n_steps, record)
+        self._kernels().wolff(self.spins.data_ptr(), self.n_chains, self.L, self.beta, n_steps,
+                              self.flips_per_step, self.seed, self.step, e_ptr, m_ptr,
+                              self.flipped_sites.data_ptr(), self._threads())
+        self.step += n_steps * self.flips_per_step
+        return (energy.numpy(), abs_m.numpy()) if record else None
+
+
+class CppSwendsenWangEngine(_CppInt8):
+    def run(self, n_steps, record=False):
+        energy, abs_m, e_ptr, m_ptr = self._records(n_steps, record)
+        self._kernels().swendsen_wang(self.spins.data_ptr(), self.n_chains, self.L, self.beta, n_steps, self.seed,
+                                      self.step, e_ptr, m_ptr, self._threads())
+        self.step += n_steps
+        return (energy.numpy(), abs_m.numpy()) if record else None
 
 
 class _Reference:
@@ -31,8 +138,8 @@ class _Reference:
     def configs(self) -> torch.Tensor:
         return torch.from_numpy(self._engine.configs())
 
-    def mean_cluster_size(self) -> float:
-        return self._engine.flipped_sites / max(1, self._engine.flips)
+    def cluster_counts(self) -> tuple[int, int]:
+        return self._engine.flipped_sites, self._engine.flips
 
     def set_flips_per_step(self, k: int) -> None:
         self._engine.flips_per_step = k
@@ -51,6 +158,9 @@ class ReferenceWolffEngine(_Reference):
 
 
 ENGINES = {
+    ("wolff", "cpp"): CppWolffEngine,
+    ("metropolis", "cpp"): CppMetropolisEngine,
+    ("swendsen_wang", "cpp"): CppSwendsenWangEngine,
     ("wolff", "reference"): ReferenceWolffEngine,
     ("metropolis", "reference"): ReferenceMetropolisEngine,
     ("swendsen_wang", "reference"): ReferenceSwendsenWangEngine,

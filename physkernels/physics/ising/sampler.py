@@ -103,6 +103,27 @@ def _default_chains(algorithm: str, n_samples: int) -> int:
     return min(n_samples, 1024 if algorithm == "metropolis" else 256)
 
 
+def _thermalize_wolff(engine, L: int, steps: int, chunk: int = 10) -> tuple[int, int]:
+    """Thermalise a Wolff engine, re-tuning ``flips_per_step = ceil(L^2 / <cluster>)`` after every chunk.
+
+    The last value is kept for the rest of the run (a fixed number of flips per step keeps the chain a fixed
+    composition of detailed-balance moves). Returns (flips_per_step, steps run).
+    """
+    flips_per_step = 1
+    engine.set_flips_per_step(1)
+    done = 0
+    while True:
+        sites0, flips0 = engine.cluster_counts()
+        n = min(chunk, steps - done) if steps > done else chunk
+        engine.run(n)
+        done += n
+        sites, flips = engine.cluster_counts()
+        flips_per_step = max(1, math.ceil(L * L * (flips - flips0) / max(1, sites - sites0)))
+        engine.set_flips_per_step(flips_per_step)
+        if done >= steps:
+            return flips_per_step, done
+
+
 def sample(L: int, beta: float, n_samples: int, algorithm: str = "wolff", seed: int = 0, *,
            n_chains: int | None = None, thermalization: int = 100, spacing: int | None = None,
            backend: str = "auto", return_info: bool = False, progress: bool = False):
@@ -140,13 +161,13 @@ def sample(L: int, beta: float, n_samples: int, algorithm: str = "wolff", seed: 
         backend = choices[0]
     engine = _engine_table()[(algorithm, backend)](L, beta, n_chains, seed)
 
-    engine.run(thermalization)
-    discarded = thermalization
-    flips_per_step = mean_cluster = None
+    flips_per_step = None
     if algorithm == "wolff":
-        mean_cluster = engine.mean_cluster_size()
-        flips_per_step = max(1, math.ceil(L * L / mean_cluster))
-        engine.set_flips_per_step(flips_per_step)
+        flips_per_step, discarded = _thermalize_wolff(engine, L, thermalization)
+        cluster_counts_start = engine.cluster_counts()
+    else:
+        engine.run(thermalization)
+        discarded = thermalization
     pilot = max(100, thermalization)
     reliable = False
     for _ in range(MAX_ADAPTATIONS):
@@ -162,8 +183,10 @@ def sample(L: int, beta: float, n_samples: int, algorithm: str = "wolff", seed: 
         engine.run(extra)
         discarded += extra
         pilot = max(pilot, math.ceil(PILOT_TAUS * tau))
+    mean_cluster = None
     if algorithm == "wolff":
-        mean_cluster = engine.mean_cluster_size()
+        sites, flips = engine.cluster_counts()
+        mean_cluster = (sites - cluster_counts_start[0]) / max(1, flips - cluster_counts_start[1])
     spacing = int(spacing) if spacing is not None else max(1, math.ceil(2.0 * tau))
 
     rounds = -(-n_samples // n_chains)
