@@ -45,8 +45,8 @@ class ReferenceMetropolis(_NumpyEngine):
     """Checkerboard single-spin Metropolis: flip ``s`` with probability ``min(1, exp(-2 beta s h))``."""
 
     def __init__(self, L, beta, n_chains, seed):
-        if L % 2:
-            raise ValueError(f"checkerboard Metropolis needs an even L, got L={L}")
+        if L % 2 or L < 4:
+            raise ValueError(f"checkerboard Metropolis needs an even L >= 4, got L={L}")
         super().__init__(L, beta, n_chains, seed)
         y, x = np.indices((L, L))
         self.colours = [(x + y) % 2 == c for c in (0, 1)]

@@ -32,6 +32,7 @@ ALGORITHMS = ("wolff", "metropolis", "swendsen_wang")
 THERMALIZATION_TAUS = 20
 PILOT_TAUS = 40
 MAX_ADAPTATIONS = 6
+MAX_PILOT_RECORDS = 2**24  # pilot length x chains: bounds the memory of the recorded series
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +88,9 @@ def _validate(L, beta, n_samples, algorithm, seed, n_chains, backend):
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    if algorithm == "metropolis" and L % 2:
-        raise ValueError(f"checkerboard Metropolis needs an even L, got L={L}")
+    if algorithm == "metropolis" and (L % 2 or L < 4):
+        # L = 2: every move has dE = 0 in the striped states, which then cycle deterministically (not ergodic)
+        raise ValueError(f"checkerboard Metropolis needs an even L >= 4, got L={L}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     if n_chains is not None and (not isinstance(n_chains, (int, np.integer)) or n_chains < 1):
@@ -130,7 +132,7 @@ def sample(L: int, beta: float, n_samples: int, algorithm: str = "wolff", seed: 
     """Draw ``n_samples`` equilibrium configurations of the ``L x L`` periodic Ising model (``J = 1``).
 
     Args:
-        L: linear size (>= 2; even for Metropolis).
+        L: linear size (>= 2; even and >= 4 for Metropolis).
         beta: inverse temperature (>= 0).
         n_samples: number of configurations returned.
         algorithm: ``"wolff"`` (default; best near criticality), ``"swendsen_wang"`` or ``"metropolis"``
@@ -179,10 +181,13 @@ def sample(L: int, beta: float, n_samples: int, algorithm: str = "wolff", seed: 
         if pilot >= PILOT_TAUS * tau and discarded - pilot >= THERMALIZATION_TAUS * tau:
             reliable = True
             break
+        max_pilot = max(100, MAX_PILOT_RECORDS // n_chains)
+        if pilot >= max_pilot:
+            break
         extra = max(0, math.ceil(THERMALIZATION_TAUS * tau) - discarded)
         engine.run(extra)
         discarded += extra
-        pilot = max(pilot, math.ceil(PILOT_TAUS * tau))
+        pilot = min(max_pilot, max(pilot, math.ceil(PILOT_TAUS * tau)))
     mean_cluster = None
     if algorithm == "wolff":
         sites, flips = engine.cluster_counts()

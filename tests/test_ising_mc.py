@@ -1,0 +1,215 @@
+"""2D Ising Monte Carlo: exact results, samplers vs exact, RNG determinism, multispin vs reference, bad input."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from physkernels.physics import ising
+from physkernels.physics.ising import engines, exact as exact_mod
+from physkernels.physics.ising.observables import integrated_autocorrelation_time, mean_and_error
+
+COMPILED = engines.CppWolffEngine.available()
+needs_cpp = pytest.mark.skipif(not COMPILED, reason="physkernels._C not built")
+BETAS = (0.01, 0.2, 0.4352, ising.BETA_C, 0.6, 1.3)
+
+
+# ---------------------------------------------------------------- exact results
+@pytest.mark.parametrize("L", [2, 3, 4])
+@pytest.mark.parametrize("beta", BETAS)
+def test_exact_matches_enumeration(L, beta):
+    got, want = ising.exact(L, beta), ising.brute_force(L, beta)
+    for key in ("logZ", "energy", "specific_heat"):
+        assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-11), key
+
+
+def test_exact_infinite_volume_limits():
+    for beta in (0.2, 0.35, 0.5, 0.8):
+        assert ising.exact(2048, beta)["energy"] == pytest.approx(ising.onsager_energy(beta), abs=1e-9)
+    assert ising.onsager_energy(ising.BETA_C) == pytest.approx(-math.sqrt(2.0))
+    # free energy density at beta_c: ln 2 / 2 + 2G / pi (G: Catalan's constant)
+    catalan = 0.915965594177219015
+    assert ising.exact(2048, ising.BETA_C)["logZ"] / 2048**2 == pytest.approx(0.5 * math.log(2) + 2 * catalan / math.pi,
+                                                                            abs=1e-6)
+    # the specific heat at beta_c grows like (8 / pi) K_c^2 ln L
+    c64, c128 = (ising.exact(L, ising.BETA_C)["specific_heat"] for L in (64, 128))
+    assert c128 - c64 == pytest.approx(8 / math.pi * ising.BETA_C**2 * math.log(2), rel=1e-2)
+
+
+def test_spontaneous_magnetization():
+    assert ising.spontaneous_magnetization(0.3) == 0.0
+    assert ising.spontaneous_magnetization(ising.BETA_C) == 0.0
+    assert ising.spontaneous_magnetization(5.0) == pytest.approx(1.0, abs=1e-12)
+    # near beta_c: M ~ (8 sqrt2 K_c t)^(1/8)-type power law with exponent 1/8
+    t1, t2 = 1e-6, 1e-4
+    m1, m2 = (ising.spontaneous_magnetization(ising.BETA_C + t) for t in (t1, t2))
+    assert math.log(m2 / m1) / math.log(t2 / t1) == pytest.approx(0.125, rel=1e-3)
+
+
+# ---------------------------------------------------------------- autocorrelation estimator
+def test_integrated_autocorrelation_time_of_ar1():
+    phi, rng = 0.8, np.random.default_rng(3)
+    noise = rng.standard_normal((64, 4000))
+    x = np.empty_like(noise)
+    x[:, 0] = noise[:, 0] / math.sqrt(1 - phi**2)
+    for t in range(1, x.shape[1]):
+        x[:, t] = phi * x[:, t - 1] + noise[:, t]
+    want = 0.5 * (1 + phi) / (1 - phi)  # = 4.5
+    assert integrated_autocorrelation_time(x) == pytest.approx(want, rel=0.05)
+    assert integrated_autocorrelation_time(rng.standard_normal((8, 2000))) == pytest.approx(0.5, abs=0.05)
+
+
+# ---------------------------------------------------------------- equilibrium distribution at L = 2 and 4
+def _exact_energy_distribution(L, beta):
+    configs = np.array(list(np.ndindex(*(2,) * (L * L)))) * 2 - 1
+    energy = ising.energy_per_spin(torch.tensor(configs).reshape(-1, L, L)).numpy() * L * L
+    weights = np.exp(-beta * (energy - energy.min()))
+    levels = np.unique(np.round(energy).astype(int))
+    probs = np.array([weights[np.round(energy) == e].sum() for e in levels]) / weights.sum()
+    return levels, probs
+
+
+def _chi_square_pvalue(observed, expected_probs):
+    from scipy.stats import chisquare
+
+    keep = expected_probs * observed.sum() > 5
+    obs = np.append(observed[keep], observed[~keep].sum())
+    exp = np.append(expected_probs[keep], expected_probs[~keep].sum()) * observed.sum()
+    if exp[-1] == 0:
+        obs, exp = obs[:-1], exp[:-1]
+    return chisquare(obs, exp).pvalue
+
+
+@pytest.mark.parametrize("algorithm,backend", [(a, b) for a in ising.ALGORITHMS for b in ("cpp", "reference")
+                                               if not (a == "wolff" and b == "reference")])
+@pytest.mark.parametrize("L", [2, 4])
+def test_energy_histogram_matches_boltzmann(algorithm, backend, L):
+    if backend == "cpp" and not COMPILED:
+        pytest.skip("physkernels._C not built")
+    if algorithm == "metropolis" and L == 2:
+        pytest.skip("checkerboard Metropolis is not ergodic at L = 2 (rejected by sample)")
+    beta = 0.35
+    x = ising.sample(L, beta, 6000, algorithm, seed=11, backend=backend, n_chains=600)
+    energy = np.round(ising.energy_per_spin(x).numpy() * L * L).astype(int)
+    levels, probs = _exact_energy_distribution(L, beta)
+    observed = np.array([(energy == e).sum() for e in levels])
+    assert observed.sum() == len(x)
+    assert _chi_square_pvalue(observed, probs) > 1e-3
+
+
+# ---------------------------------------------------------------- MC vs exact (3 sigma, measured tau)
+def _check_energy(L, beta, algorithm, n_samples, n_chains, seed):
+    x, info = ising.sample(L, beta, n_samples, algorithm, seed=seed, n_chains=n_chains, return_info=True)
+    assert info.spacing >= 2 * info.tau - 1e-9
+    assert info.thermalization_steps >= ising.sampler.THERMALIZATION_TAUS * info.tau
+    # series per chain: sample i comes from chain i % n_chains
+    energy = ising.energy_per_spin(x).numpy().reshape(-1, n_chains).T
+    mean, err = mean_and_error(energy)
+    want = ising.exact(L, beta)["energy"]
+    assert abs(mean - want) < 3 * err, (algorithm, L, beta, mean, want, err, info)
+    return info
+
+
+@needs_cpp
+@pytest.mark.parametrize("algorithm", ising.ALGORITHMS)
+@pytest.mark.parametrize("L", [8, 32])
+@pytest.mark.parametrize("beta", [0.4352, ising.BETA_C])
+def test_mc_energy_matches_kaufman(algorithm, L, beta):
+    n_chains = 256 if algorithm == "metropolis" else 128
+    _check_energy(L, beta, algorithm, 4096 if L == 32 else 8192, n_chains, seed=5)
+
+
+def test_reference_swendsen_wang_energy_matches_kaufman():
+    _check_energy(8, 0.4352, "swendsen_wang", 2000, 100, seed=2) if not COMPILED else None
+    x = ising.sample(6, 0.3, 3000, "swendsen_wang", seed=4, n_chains=100, backend="reference")
+    mean, err = mean_and_error(ising.energy_per_spin(x).numpy().reshape(-1, 100).T)
+    assert abs(mean - ising.exact(6, 0.3)["energy"]) < 3 * err
+
+
+# ---------------------------------------------------------------- multispin vs plain Metropolis
+@needs_cpp
+def test_multispin_metropolis_matches_reference_statistics():
+    L, beta, n = 8, 0.3, 128 * 30
+    stats = {}
+    for backend in ("cpp", "reference"):
+        x = ising.sample(L, beta, n, "metropolis", seed=9, backend=backend, n_chains=128)
+        stats[backend] = [mean_and_error(f(x).numpy().reshape(-1, 128).T)
+                          for f in (ising.energy_per_spin, lambda c: ising.magnetization_per_spin(c).abs())]
+    for (m1, e1), (m2, e2) in zip(stats["cpp"], stats["reference"]):
+        assert abs(m1 - m2) < 4 * math.hypot(e1, e2)
+
+
+@needs_cpp
+def test_multispin_relaxation_matches_reference():
+    """Non-equilibrium check: mean energy after each of the first sweeps from the same random start."""
+    L, beta, n_chains, sweeps = 8, 0.4, 4096, 6
+    curves = []
+    for engine_cls in (engines.CppMetropolisEngine, engines.ReferenceMetropolisEngine):
+        engine = engine_cls(L, beta, n_chains, seed=21)
+        energy, _ = engine.run(sweeps, record=True)
+        curves.append((energy.mean(axis=0), energy.std(axis=0) / math.sqrt(n_chains)))
+    (a, ea), (b, eb) = curves
+    assert np.all(np.abs(a - b) < 4 * np.hypot(ea, eb)), (a, b)
+
+
+# ---------------------------------------------------------------- determinism
+@needs_cpp
+@pytest.mark.parametrize("algorithm", ising.ALGORITHMS)
+def test_same_result_for_any_thread_count(algorithm):
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(ising.sample(12, 0.42, 300, algorithm, seed=123, n_chains=150))
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
+    other_seed = ising.sample(12, 0.42, 300, algorithm, seed=124, n_chains=150)
+    assert not torch.equal(results[0], other_seed)
+
+
+@needs_cpp
+def test_engine_runs_continue_exactly():
+    """Counter-based RNG: two runs of n steps equal one run of 2n steps."""
+    for cls in (engines.CppMetropolisEngine, engines.CppWolffEngine, engines.CppSwendsenWangEngine):
+        a, b = cls(8, 0.4, 70, 3), cls(8, 0.4, 70, 3)
+        a.run(3), a.run(4)
+        b.run(7)
+        assert torch.equal(a.configs(), b.configs()), cls.__name__
+
+
+def test_sample_output_and_info():
+    x, info = ising.sample(6, 0.3, 50, "swendsen_wang", seed=1, n_chains=20, return_info=True)
+    assert x.shape == (50, 6, 6) and x.dtype == torch.int8
+    assert set(x.unique().tolist()) <= {-1, 1}
+    assert info.n_samples == 50 and info.n_chains == 20 and info.spacing >= max(1, 2 * info.tau - 1e-9)
+    assert set(info.to_dict()) >= {"seed", "algorithm", "tau_energy", "tau_abs_magnetization", "spacing"}
+    again = ising.sample(6, 0.3, 50, "swendsen_wang", seed=1, n_chains=20)
+    assert torch.equal(x, again)
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(L=1), "L must be"), (dict(L=2.5), "L must be"), (dict(beta=-0.1), "beta must be >= 0"),
+    (dict(beta=float("nan")), "beta must be a finite"), (dict(algorithm="heatbath"), "algorithm must be one of"),
+    (dict(n_samples=0), "n_samples"), (dict(L=7, algorithm="metropolis"), "even L"), (dict(L=2, algorithm="metropolis"), "even L"), (dict(seed=-1), "seed"),
+    (dict(backend="fortran"), "backend"), (dict(n_chains=0), "n_chains"), (dict(spacing=0), "spacing"),
+])
+def test_sample_rejects_bad_input(kwargs, match):
+    args = dict(L=8, beta=0.4, n_samples=4, algorithm="wolff")
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=match):
+        ising.sample(**args)
+
+
+def test_exact_rejects_bad_input():
+    with pytest.raises(ValueError, match="L must be"):
+        ising.exact(1, 0.4)
+    with pytest.raises(ValueError, match="beta must be"):
+        ising.exact(8, -1.0)
+    with pytest.raises(ValueError, match="beta must be"):
+        ising.onsager_energy(-0.5)
+    with pytest.raises(ValueError, match="L <= 4"):
+        ising.brute_force(5, 0.4)
