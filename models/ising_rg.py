@@ -57,8 +57,8 @@ class Settings:
     seed: int = 0
 
 
-QUICK = Settings(L=8, n_critical=400, n_wide=400, wide_betas=10, grid_betas=6, grid_lattices=30, epochs=2,
-                 regressor_epochs=3)
+QUICK = Settings(L=8, n_critical=200, n_wide=200, wide_betas=5, grid_betas=5, grid_lattices=20, epochs=1,
+                 regressor_epochs=2)
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m models.ising_rg", description=__doc__.split("\n\n")[0])
     parser.add_argument("stage", nargs="?", default="all", choices=["all", *STAGES, "rbm"])
     parser.add_argument("--out", default="runs/ising_rg")
-    parser.add_argument("--quick", action="store_true", help="8x8 lattices, tiny data, 2 epochs (< 1 minute)")
+    parser.add_argument("--quick", action="store_true", help="8x8 lattices, tiny data, 1 epoch (< 1 minute)")
     for field in dataclasses.fields(Settings):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type={"int": int, "float": float}[str(field.type)],
                             default=None, help=f"default {getattr(Settings(), field.name)} (quick: "
