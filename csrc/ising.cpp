@@ -156,10 +156,9 @@ int uniform_site(u64 r, std::int64_t n_sites) {
 
 }  // namespace
 
-void wolff(std::int8_t* spins, std::int64_t n_chains, int L, double beta, std::int64_t n_steps,
+void wolff(std::int8_t* spins, std::int64_t n_chains, int L, const double* betas, std::int64_t n_steps,
            std::int64_t flips_per_step, u64 seed, std::int64_t flip_offset, double* energy_out, double* abs_m_out,
            std::int64_t* flipped_sites, int threads) {
-    const u64 add_threshold = probability_threshold(-std::expm1(-2.0 * beta));
     const std::int64_t n_sites = std::int64_t(L) * L;
     std::vector<int> neighbours(4 * n_sites);  // right, left, down, up of every site
     for (int y = 0; y < L; ++y) {
@@ -178,6 +177,7 @@ void wolff(std::int8_t* spins, std::int64_t n_chains, int L, double beta, std::i
         for (std::int64_t c = 0; c < n_chains; ++c) {
             std::int8_t* s = spins + c * n_sites;
             const u64 key = stream_key(seed, static_cast<u64>(c));
+            const u64 add_threshold = probability_threshold(-std::expm1(-2.0 * betas[c]));
             for (std::int64_t t = 0; t < n_steps; ++t) {
                 for (std::int64_t f = 0; f < flips_per_step; ++f) {
                     const u64 site = site_key(key, static_cast<u64>(flip_offset + t * flips_per_step + f));
@@ -223,41 +223,48 @@ int find_root(std::vector<int>& parent, int i) {
 
 }  // namespace
 
-void swendsen_wang(std::int8_t* spins, std::int64_t n_chains, int L, double beta, std::int64_t n_steps, u64 seed,
-                   std::int64_t step_offset, double* energy_out, double* abs_m_out, int threads) {
-    const u64 bond_threshold = probability_threshold(-std::expm1(-2.0 * beta));
+void swendsen_wang(std::int8_t* spins, std::int64_t n_chains, int L, const double* betas, std::int64_t n_steps,
+                   u64 seed, std::int64_t step_offset, double* energy_out, double* abs_m_out, int threads) {
     const std::int64_t n_sites = std::int64_t(L) * L;
 #pragma omp parallel num_threads(resolve_threads(threads))
     {
         std::vector<int> parent(n_sites);
-        std::vector<std::int8_t> flip(n_sites);
+        std::vector<std::uint32_t> bits(n_sites);  // per site: bit 0 right bond, bit 1 down bond, bit 2 flip
 #pragma omp for schedule(dynamic, 1)
         for (std::int64_t c = 0; c < n_chains; ++c) {
             std::int8_t* s = spins + c * n_sites;
             const u64 key = stream_key(seed, static_cast<u64>(c));
+            // one 64-bit draw per site: bits 0-31 decide the right bond, bits 32-62 the down bond (31-bit
+            // threshold), bit 63 the flip of the cluster this site is the root of
+            const std::uint32_t right_threshold = probability_u32(-std::expm1(-2.0 * betas[c]));
+            const std::uint32_t down_threshold = right_threshold >> 1;
             for (std::int64_t t = 0; t < n_steps; ++t) {
                 const u64 step_base = static_cast<u64>(step_offset + t) * static_cast<u64>(n_sites);
-                for (int i = 0; i < n_sites; ++i) parent[i] = i;
+                for (int i = 0; i < n_sites; ++i) {
+                    parent[i] = i;
+                    const u64 r = draw(site_key(key, step_base + static_cast<u64>(i)), 0);
+                    bits[i] = (static_cast<std::uint32_t>(r) < right_threshold ? 1u : 0u) |
+                              ((static_cast<std::uint32_t>(r >> 32) & 0x7fffffffu) < down_threshold ? 2u : 0u) |
+                              static_cast<std::uint32_t>(r >> 63) << 2;
+                }
                 for (int y = 0; y < L; ++y) {
                     for (int x = 0; x < L; ++x) {
                         const int i = y * L + x;
-                        const u64 site = site_key(key, step_base + static_cast<u64>(i));
-                        const int nbr[2] = {y * L + (x + 1) % L, ((y + 1) % L) * L + x};
+                        const int nbr[2] = {y * L + (x + 1 == L ? 0 : x + 1), (y + 1 == L ? 0 : y + 1) * L + x};
                         for (int d = 0; d < 2; ++d) {
                             const int n = nbr[d];
-                            if (s[n] == s[i] && draw(site, static_cast<u64>(d)) < bond_threshold) {
+                            if (((bits[i] >> d) & 1u) && s[n] == s[i]) {
                                 const int a = find_root(parent, i), b = find_root(parent, n);
                                 if (a != b) parent[a < b ? b : a] = a < b ? a : b;
                             }
                         }
                     }
                 }
-                // each cluster flips with probability 1/2, decided by a draw of its root, its smallest site index
-                // (unions keep the smaller root), so the root's decision is made before any other member's.
+                // unions keep the smaller root, so a cluster's root is its smallest site and its flip bit is
+                // read before any other member is visited
                 for (int i = 0; i < n_sites; ++i) {
                     const int root = find_root(parent, i);
-                    if (root == i) flip[i] = draw(site_key(key, step_base + static_cast<u64>(i)), 2) >> 63;
-                    if (flip[root]) s[i] = static_cast<std::int8_t>(-s[i]);
+                    if ((bits[root] >> 2) & 1u) s[i] = static_cast<std::int8_t>(-s[i]);
                 }
                 if (energy_out != nullptr) {
                     std::int64_t energy, magnetization;

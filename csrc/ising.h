@@ -18,15 +18,16 @@ void pack_spins(const std::int8_t* spins, std::int64_t n_chains, int L, std::uin
 // Unpack the first n_chains chains of words into int8 +-1 spins (n_chains, L, L).
 void unpack_spins(const std::uint64_t* words, std::int64_t n_chains, int L, std::int8_t* spins, int threads);
 
-// Wolff single-cluster updates of int8 +-1 chains (n_chains, L, L): n_steps steps of flips_per_step cluster
+// Wolff single-cluster updates of int8 +-1 chains (n_chains, L, L), chain c at inverse temperature betas[c]:
+// n_steps steps of flips_per_step cluster
 // flips each, flip counters flip_offset, .... energy / abs_m (nullable, (n_chains, n_steps) float64) receive the
 // energy and |m| per spin after every step; flipped_sites (n_chains int64) accumulates the cluster sizes.
-void wolff(std::int8_t* spins, std::int64_t n_chains, int L, double beta, std::int64_t n_steps,
+void wolff(std::int8_t* spins, std::int64_t n_chains, int L, const double* betas, std::int64_t n_steps,
            std::int64_t flips_per_step, std::uint64_t seed, std::int64_t flip_offset, double* energy, double* abs_m,
            std::int64_t* flipped_sites, int threads);
 
-// Swendsen-Wang sweeps (union-find cluster decomposition) of int8 +-1 chains (n_chains, L, L).
-void swendsen_wang(std::int8_t* spins, std::int64_t n_chains, int L, double beta, std::int64_t n_steps,
+// Swendsen-Wang sweeps (union-find cluster decomposition) of int8 +-1 chains (n_chains, L, L) at betas[c].
+void swendsen_wang(std::int8_t* spins, std::int64_t n_chains, int L, const double* betas, std::int64_t n_steps,
                    std::uint64_t seed, std::int64_t step_offset, double* energy, double* abs_m, int threads);
 
 }  // namespace physkernels::ising

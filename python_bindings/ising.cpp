@@ -34,21 +34,21 @@ PHYSKERNELS_SUBMODULE(ising, m) {
         ising::unpack_spins(ptr<const std::uint64_t>(words), n_chains, L, ptr<std::int8_t>(spins), threads);
     });
     m.def("wolff",
-          [](Address spins, std::int64_t n_chains, int L, double beta, std::int64_t n_steps,
+          [](Address spins, std::int64_t n_chains, int L, Address betas, std::int64_t n_steps,
              std::int64_t flips_per_step, std::uint64_t seed, std::int64_t flip_offset, Address energy,
              Address abs_m, Address flipped_sites, int threads) {
               py::gil_scoped_release release;
-              ising::wolff(ptr<std::int8_t>(spins), n_chains, L, beta, n_steps, flips_per_step, seed, flip_offset,
+              ising::wolff(ptr<std::int8_t>(spins), n_chains, L, ptr<const double>(betas), n_steps, flips_per_step, seed, flip_offset,
                            nullable<double>(energy), nullable<double>(abs_m), nullable<std::int64_t>(flipped_sites),
                            threads);
           },
-          "Wolff cluster flips on int8 chains (n_chains, L, L); record pointers may be 0");
+          "Wolff cluster flips on int8 chains (n_chains, L, L) at float64 betas (n_chains); record pointers may be 0");
     m.def("swendsen_wang",
-          [](Address spins, std::int64_t n_chains, int L, double beta, std::int64_t n_steps, std::uint64_t seed,
+          [](Address spins, std::int64_t n_chains, int L, Address betas, std::int64_t n_steps, std::uint64_t seed,
              std::int64_t step_offset, Address energy, Address abs_m, int threads) {
               py::gil_scoped_release release;
-              ising::swendsen_wang(ptr<std::int8_t>(spins), n_chains, L, beta, n_steps, seed, step_offset,
+              ising::swendsen_wang(ptr<std::int8_t>(spins), n_chains, L, ptr<const double>(betas), n_steps, seed, step_offset,
                                    nullable<double>(energy), nullable<double>(abs_m), threads);
           },
-          "Swendsen-Wang sweeps on int8 chains (n_chains, L, L); record pointers may be 0");
+          "Swendsen-Wang sweeps on int8 chains (n_chains, L, L) at float64 betas (n_chains); record pointers may be 0");
 }

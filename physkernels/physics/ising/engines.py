@@ -73,8 +73,11 @@ class CppMetropolisEngine(_Compiled):
 
 
 class _CppInt8(_Compiled):
+    """int8 chains; ``beta`` may be a float or a float64 tensor of one inverse temperature per chain."""
+
     def __init__(self, L, beta, n_chains, seed):
-        super().__init__(L, beta, n_chains, seed)
+        self.betas = torch.as_tensor(beta, dtype=torch.float64).expand(n_chains).contiguous()
+        super().__init__(L, float(self.betas[0]), n_chains, seed)
         self.spins = random_spins(n_chains, L, seed)
 
     def configs(self) -> torch.Tensor:
@@ -104,7 +107,7 @@ class CppWolffEngine(_CppInt8):
 
     def run(self, n_steps, record=False):
         energy, abs_m, e_ptr, m_ptr = self._records(n_steps, record)
-        self._kernels().wolff(self.spins.data_ptr(), self.n_chains, self.L, self.beta, n_steps,
+        self._kernels().wolff(self.spins.data_ptr(), self.n_chains, self.L, self.betas.data_ptr(), n_steps,
                               self.flips_per_step, self.seed, self.step, e_ptr, m_ptr,
                               self.flipped_sites.data_ptr(), self._threads())
         self.step += n_steps * self.flips_per_step
@@ -114,7 +117,8 @@ class CppWolffEngine(_CppInt8):
 class CppSwendsenWangEngine(_CppInt8):
     def run(self, n_steps, record=False):
         energy, abs_m, e_ptr, m_ptr = self._records(n_steps, record)
-        self._kernels().swendsen_wang(self.spins.data_ptr(), self.n_chains, self.L, self.beta, n_steps, self.seed,
+        self._kernels().swendsen_wang(self.spins.data_ptr(), self.n_chains, self.L, self.betas.data_ptr(), n_steps,
+                                      self.seed,
                                       self.step, e_ptr, m_ptr, self._threads())
         self.step += n_steps
         return (energy.numpy(), abs_m.numpy()) if record else None
