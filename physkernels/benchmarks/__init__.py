@@ -10,6 +10,7 @@ import importlib
 
 # name -> module; suites listed here run in this order.
 SUITES: dict[str, str] = {}
+SUITES["ising"] = "physkernels.benchmarks.ising"
 
 
 def load_suite(name: str):
