@@ -22,6 +22,7 @@ from .. import _extensions
 from ..backends import OpDispatcher
 
 MAX_ENUMERATION_UNITS = 24
+_WORK_PER_THREAD = 1 << 18  # multiply-adds per OpenMP thread below which the C++ kernel stays serial
 
 _gibbs = OpDispatcher("rbm_gibbs", auto_order={"cpu": ("cpp", "reference"), "cuda": ("triton", "reference")})
 
@@ -41,8 +42,11 @@ def _gibbs_cpp(v0, W, b, c, k, seed, step_offset):
     v_out = torch.empty_like(v0)
     h_out = torch.empty(v0.shape[0], W.shape[1], dtype=v0.dtype)
     kernel = _extensions.cpu().rbm.gibbs_f64 if v0.dtype == torch.float64 else _extensions.cpu().rbm.gibbs_f32
+    # Small calls run on one thread: waking a team costs more than the work (and stalls on a busy machine).
+    work = v0.shape[0] * W.numel() * k
+    threads = max(1, min(torch.get_num_threads(), work // _WORK_PER_THREAD))
     kernel(v0.data_ptr(), W.data_ptr(), b.data_ptr(), c.data_ptr(), v_out.data_ptr(), h_out.data_ptr(),
-           v0.shape[0], v0.shape[1], W.shape[1], k, seed, step_offset, torch.get_num_threads())
+           v0.shape[0], v0.shape[1], W.shape[1], k, seed, step_offset, threads)
     return v_out, h_out
 
 
