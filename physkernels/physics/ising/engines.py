@@ -72,6 +72,96 @@ class CppMetropolisEngine(_Compiled):
         return out
 
 
+def pack_words(spins: torch.Tensor) -> torch.Tensor:
+    """int8 +-1 ``(n_chains, L, L)`` -> int64 words ``(ceil(n_chains / 64), L, L)``, chain ``c`` = bit ``c % 64``
+    of word lattice ``c // 64`` (missing chains are spin up). Plain torch, any device."""
+    n_chains, L = spins.shape[0], spins.shape[-1]
+    n_words = -(-n_chains // 64)
+    up = torch.ones((n_words * 64, L, L), dtype=torch.int64, device=spins.device)
+    up[:n_chains] = (spins > 0).to(torch.int64)
+    weights = torch.tensor([1 << b for b in range(63)] + [-(1 << 63)], dtype=torch.int64, device=spins.device)
+    return (up.reshape(n_words, 64, L, L) * weights[None, :, None, None]).sum(dim=1)
+
+
+def unpack_words(words: torch.Tensor, n_chains: int) -> torch.Tensor:
+    """Inverse of :func:`pack_words`: int8 +-1 ``(n_chains, L, L)``."""
+    L = words.shape[-1]
+    shifts = torch.arange(64, dtype=torch.int64, device=words.device)
+    bits = (words[:, None] >> shifts[None, :, None, None]) & 1
+    return (bits.reshape(-1, L, L)[:n_chains] * 2 - 1).to(torch.int8)
+
+
+class _DeviceMetropolisEngine:
+    """Multispin Metropolis on the GPU (CUDA or Triton kernel; Triton also on CPU under ``TRITON_INTERPRET=1``).
+
+    Same word layout, initial state and random numbers as :class:`CppMetropolisEngine`, hence the same chains.
+    Observables for the pilot run are computed with torch after every sweep.
+    """
+
+    def __init__(self, L, beta, n_chains, seed):
+        self.L, self.beta, self.n_chains, self.seed = L, float(beta), n_chains, seed
+        self.step = 0
+        self.n_words = -(-n_chains // 64)
+        self.words = pack_words(random_spins(self.n_words * 64, L, seed)).to(self.device())
+
+    def _sweeps(self, n_steps):
+        raise NotImplementedError
+
+    def run(self, n_steps, record=False):
+        if not record:
+            self._sweeps(n_steps)
+            return None
+        energy = torch.empty((self.n_chains, n_steps), dtype=torch.float64)
+        abs_m = torch.empty_like(energy)
+        from .observables import energy_per_spin, magnetization_per_spin
+
+        for t in range(n_steps):
+            self._sweeps(1)
+            spins = unpack_words(self.words, self.n_chains)
+            energy[:, t] = energy_per_spin(spins).cpu()
+            abs_m[:, t] = magnetization_per_spin(spins).abs().cpu()
+        return energy.numpy(), abs_m.numpy()
+
+    def configs(self) -> torch.Tensor:
+        return unpack_words(self.words, self.n_chains).cpu()
+
+
+class TritonMetropolisEngine(_DeviceMetropolisEngine):
+    @staticmethod
+    def device() -> torch.device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    @classmethod
+    def available(cls) -> bool:
+        import os
+
+        from ...backends import _triton_importable
+
+        return _triton_importable() and (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1")
+
+    def _sweeps(self, n_steps):
+        from ...kernels import ising_triton
+
+        ising_triton.metropolis_multispin(self.words, self.beta, n_steps, self.seed, self.step)
+        self.step += n_steps
+
+
+class CudaMetropolisEngine(_DeviceMetropolisEngine):
+    @staticmethod
+    def device() -> torch.device:
+        return torch.device("cuda")
+
+    @classmethod
+    def available(cls) -> bool:
+        return torch.cuda.is_available() and _extensions.load("_C_cuda") is not None
+
+    def _sweeps(self, n_steps):
+        _extensions.cuda().ising.metropolis_multispin(self.words.data_ptr(), self.n_words, self.L, self.beta,
+                                                       n_steps, self.seed, self.step,
+                                                       torch.cuda.current_stream().cuda_stream)
+        self.step += n_steps
+
+
 class _CppInt8(_Compiled):
     """int8 chains; ``beta`` may be a float or a float64 tensor of one inverse temperature per chain."""
 
@@ -165,6 +255,8 @@ ENGINES = {
     ("wolff", "cpp"): CppWolffEngine,
     ("metropolis", "cpp"): CppMetropolisEngine,
     ("swendsen_wang", "cpp"): CppSwendsenWangEngine,
+    ("metropolis", "cuda"): CudaMetropolisEngine,
+    ("metropolis", "triton"): TritonMetropolisEngine,
     ("wolff", "reference"): ReferenceWolffEngine,
     ("metropolis", "reference"): ReferenceMetropolisEngine,
     ("swendsen_wang", "reference"): ReferenceSwendsenWangEngine,

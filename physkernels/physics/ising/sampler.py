@@ -142,7 +142,8 @@ def sample(L: int, beta: float, n_samples: int, algorithm: str = "wolff", seed: 
         thermalization: initial thermalisation steps (extended to at least ``20 tau``).
         spacing: steps between snapshots of a chain; default ``max(1, ceil(2 tau))``. A smaller value than
             ``2 tau`` is honoured but the samples are then correlated (``info.spacing`` tells).
-        backend: ``"auto"`` (compiled when available), ``"cpp"`` or ``"reference"`` (numpy).
+        backend: ``"auto"`` (C++ when built, else numpy), ``"cpp"``, ``"reference"`` (numpy), and for
+            Metropolis ``"cuda"`` / ``"triton"`` (GPU; same chains bit for bit as ``"cpp"``).
         return_info: also return a :class:`SampleInfo`.
         progress: show a tqdm progress bar over production rounds.
 
@@ -158,8 +159,8 @@ def sample(L: int, beta: float, n_samples: int, algorithm: str = "wolff", seed: 
     start = time.perf_counter()
     L, beta, n_samples, seed = int(L), float(beta), int(n_samples), int(seed)
     n_chains = int(n_chains) if n_chains is not None else _default_chains(algorithm, n_samples)
-    if backend == "auto":
-        choices = available_backends(algorithm)
+    if backend == "auto":  # the Triton CPU interpreter is for tests only
+        choices = [b for b in available_backends(algorithm) if b != "triton" or torch.cuda.is_available()]
         backend = choices[0]
     engine = _engine_table()[(algorithm, backend)](L, beta, n_chains, seed)
 
