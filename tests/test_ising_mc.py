@@ -1,6 +1,7 @@
 """2D Ising Monte Carlo: exact results, samplers vs exact, RNG determinism, multispin vs reference, bad input."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -257,3 +258,31 @@ def test_exact_rejects_bad_input():
         ising.onsager_energy(-0.5)
     with pytest.raises(ValueError, match="L <= 4"):
         ising.brute_force(5, 0.4)
+
+
+# ---------------------------------------------------------------- data sets
+@needs_cpp
+def test_datasets_cli_writes_reproducible_files(tmp_path):
+    from physkernels.physics.ising import datasets
+
+    path = datasets.main(["critical", "--n", "70", "--L", "8", "--seed", "3", "--out", str(tmp_path)])
+    data = datasets.load_dataset(path)
+    assert data["configs"].shape == (70, 8, 8) and data["decimated_1"].shape == (70, 8, 4)
+    assert data["decimated_2"].shape == (70, 4, 4)
+    assert torch.equal(data["decimated_2"], data["configs"][:, ::2, ::2])
+    meta = data["meta"]
+    assert meta["seed"] == 3 and meta["algorithm"] == "wolff" and meta["spacing"] >= 2 * meta["tau_energy"] - 1e-9
+    assert (tmp_path / (os.path.basename(path)[:-3] + ".json")).exists()
+    again = datasets.critical_dataset(70, 8, 0.4352, seed=3, progress=False)
+    assert torch.equal(again["configs"], data["configs"])
+
+    path = datasets.main(["wide", "--n", "50", "--L", "8", "--seed", "1", "--out", str(tmp_path)])
+    wide = datasets.load_dataset(path)
+    assert wide["configs"].shape == (50, 8, 8) and wide["betas"].shape == (50,)
+    assert float(wide["betas"].min()) >= 0.01 and float(wide["betas"].max()) < 0.6
+    assert wide["meta"]["thermalization_sweeps"] >= 20 * wide["meta"]["tau_max"]
+    again = datasets.wide_range_dataset(50, 8, seed=1, progress=False)
+    assert torch.equal(again["configs"], wide["configs"]) and torch.equal(again["betas"], wide["betas"])
+    # hot chains are disordered, cold chains ordered
+    m = ising.magnetization_per_spin(wide["configs"]).abs()
+    assert m[wide["betas"] > 0.55].mean() > 0.9 > 0.5 > m[wide["betas"] < 0.2].mean()
