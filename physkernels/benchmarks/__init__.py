@@ -11,6 +11,7 @@ import importlib
 # name -> module; suites listed here run in this order.
 SUITES: dict[str, str] = {}
 SUITES["ising"] = "physkernels.benchmarks.ising"
+SUITES["rbm"] = "physkernels.benchmarks.rbm"
 
 
 def load_suite(name: str):
