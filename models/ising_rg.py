@@ -143,6 +143,7 @@ def stage_shallow(s: Settings, out: str, progress: bool) -> dict:
     data = stage_data(s, out, progress)
     nets, results = {}, {}
     for role, (inputs, targets) in shallow_pairs(data["critical"]).items():
+        torch.manual_seed(s.seed)
         net = rg.shallow_net(role, s.L)
         history = rg.fit(net, inputs, targets, rg.hinge_loss, _config(s, s.epochs),
                          checkpoint=_path(out, "checkpoints", f"{role}.pt"), desc=rg.shallow_name(role, s.L),

@@ -193,3 +193,17 @@ def test_rbm_driver_quick(tmp_path):
         assert energy["ising_exact"] == pytest.approx(exact(4, 0.4352)["energy"], abs=1e-9)  # Kaufman vs enumeration
         # The Gibbs kernel samples the RBM's own distribution: exact and sampled energies agree.
         assert energy["rbm_gibbs"] == pytest.approx(energy["rbm_exact"], abs=0.1)
+
+
+@pytest.mark.skipif("triton" not in SAMPLER_BACKENDS, reason="triton not available")
+def test_triton_gibbs_limits_and_seeds():
+    W, b, c = torch.zeros(130, 3), torch.zeros(130), torch.zeros(3)
+    with pytest.raises(ValueError, match="128"):
+        gibbs(torch.zeros(2, 130), W, b, c, backend="triton")
+    with pytest.raises(TypeError, match="float32"):
+        gibbs(torch.zeros(2, 4, dtype=torch.float64), *(t.double() for t in (W[:4], b[:4], c)), backend="triton")
+    rbm = random_rbm(5, 4, seed=4, dtype=torch.float32)
+    v0 = torch.zeros(64, 5)
+    first = rbm.sample(v0, k=2, seed=1, backend="triton")[0]
+    assert torch.equal(first, rbm.sample(v0, k=2, seed=1, backend="triton")[0])
+    assert not torch.equal(first, rbm.sample(v0, k=2, seed=1, step_offset=2, backend="triton")[0])

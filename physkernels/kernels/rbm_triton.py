@@ -2,7 +2,8 @@
 
 Each program keeps its chains' visible and hidden states and the whole (padded) weight matrix on chip for all
 ``k`` steps: ``h ~ Bernoulli(sigmoid(v W + c))`` then ``v ~ Bernoulli(sigmoid(h W^T + b))``, uniforms from
-``tl.rand`` (Philox, counter = ((step * 2 + phase) * batch + chain) * max(nv, nh) + unit). The full-tile design
+``tl.rand`` (Philox keyed by a mix of ``(seed, step_offset)``, counter = ((step * 2 + phase) * batch + chain) *
+max(nv, nh) + unit, an int32: ``2 k batch max(nv, nh) < 2^31`` per call). The full-tile design
 limits ``nv, nh`` to :data:`MAX_UNITS`; bigger RBMs use the C++ or reference backends.
 """
 
@@ -16,7 +17,7 @@ MAX_UNITS = 128
 
 
 @triton.jit
-def _gibbs_kernel(v_ptr, w_ptr, b_ptr, c_ptr, v_out_ptr, h_out_ptr, batch, nv, nh, k, seed, step_offset,
+def _gibbs_kernel(v_ptr, w_ptr, b_ptr, c_ptr, v_out_ptr, h_out_ptr, batch, nv, nh, k, seed,
                   BLOCK_B: tl.constexpr, NV_P: tl.constexpr, NH_P: tl.constexpr):
     pid = tl.program_id(0)
     rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -31,8 +32,7 @@ def _gibbs_kernel(v_ptr, w_ptr, b_ptr, c_ptr, v_out_ptr, h_out_ptr, batch, nv, n
     b = tl.load(b_ptr + iv, mask=vmask, other=0.0)
     c = tl.load(c_ptr + ih, mask=hmask, other=0.0)
     h = tl.zeros((BLOCK_B, NH_P), dtype=v.dtype)
-    for t in range(k):
-        step = step_offset + t
+    for step in range(k):
         act_h = tl.dot(v, w, input_precision="ieee") + c[None, :]
         offs_h = ((2 * step) * batch + rows[:, None]) * units + ih[None, :]
         h = tl.where((tl.rand(seed, offs_h) < tl.sigmoid(act_h)) & hmask[None, :], 1.0, 0.0).to(v.dtype)
@@ -50,6 +50,8 @@ def gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k
     nh = W.shape[1]
     if max(nv, nh) > MAX_UNITS:
         raise ValueError(f"the Triton RBM kernel holds W on chip: nv and nh must be <= {MAX_UNITS}, got {nv}, {nh}")
+    if 2 * k * batch * max(nv, nh) >= 2**31:
+        raise ValueError("k * batch * max(nv, nh) too large for the kernel's int32 random counters: split the call")
     if v0.dtype != torch.float32:
         raise TypeError(f"the Triton RBM kernel runs in float32, got {v0.dtype}")
     v_out = torch.empty_like(v0)
@@ -57,6 +59,6 @@ def gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k
     # The CPU interpreter pays per program: give it few, large blocks. On a GPU, 16 chains per program.
     block_b = min(1024, max(16, triton.next_power_of_2(batch))) if v0.device.type == "cpu" else 16
     _gibbs_kernel[(triton.cdiv(batch, block_b),)](
-        v0, W, b, c, v_out, h_out, batch, nv, nh, k, seed % (2**31 - 1), step_offset,
+        v0, W, b, c, v_out, h_out, batch, nv, nh, k, (seed * 1_000_003 + step_offset * 7919 + 1) % (2**31 - 1),
         BLOCK_B=block_b, NV_P=max(16, triton.next_power_of_2(nv)), NH_P=max(16, triton.next_power_of_2(nh)))
     return v_out, h_out
