@@ -208,8 +208,7 @@ class CppSwendsenWangEngine(_CppInt8):
     def run(self, n_steps, record=False):
         energy, abs_m, e_ptr, m_ptr = self._records(n_steps, record)
         self._kernels().swendsen_wang(self.spins.data_ptr(), self.n_chains, self.L, self.betas.data_ptr(), n_steps,
-                                      self.seed,
-                                      self.step, e_ptr, m_ptr, self._threads())
+                                      self.seed, self.step, e_ptr, m_ptr, self._threads())
         self.step += n_steps
         return (energy.numpy(), abs_m.numpy()) if record else None
 

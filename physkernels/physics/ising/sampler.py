@@ -108,21 +108,23 @@ def _default_chains(algorithm: str, n_samples: int) -> int:
 def _thermalize_wolff(engine, L: int, steps: int, chunk: int = 10) -> tuple[int, int]:
     """Thermalise a Wolff engine, re-tuning ``flips_per_step = ceil(L^2 / <cluster>)`` after every chunk.
 
-    The last value is kept for the rest of the run (a fixed number of flips per step keeps the chain a fixed
+    The value may at most double per chunk (clusters of a random start are tiny and grow as the chains order, so
+    an unbounded update would overshoot), and thermalisation goes on past ``steps`` until it has settled. The
+    last value is kept for the rest of the run (a fixed number of flips per step keeps the chain a fixed
     composition of detailed-balance moves). Returns (flips_per_step, steps run).
     """
-    flips_per_step = 1
+    flips_per_step, done = 1, 0
     engine.set_flips_per_step(1)
-    done = 0
     while True:
         sites0, flips0 = engine.cluster_counts()
-        n = min(chunk, steps - done) if steps > done else chunk
-        engine.run(n)
-        done += n
+        engine.run(chunk)
+        done += chunk
         sites, flips = engine.cluster_counts()
-        flips_per_step = max(1, math.ceil(L * L * (flips - flips0) / max(1, sites - sites0)))
+        wanted = max(1, math.ceil(L * L * (flips - flips0) / max(1, sites - sites0)))
+        capped = wanted > 2 * flips_per_step
+        flips_per_step = min(wanted, 2 * flips_per_step)
         engine.set_flips_per_step(flips_per_step)
-        if done >= steps:
+        if done >= steps and not capped:
             return flips_per_step, done
 
 
