@@ -10,6 +10,8 @@ can be passed directly (they are read as ``sign`` with 0 counted as down).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 BOUNDARIES = ("periodic", "open")
@@ -52,9 +54,9 @@ def local_entropy(config: torch.Tensor, size: int = 3, boundary: str = "periodic
     n_up = _window_sum(up, size, boundary)
     n_all = _window_sum(torch.ones_like(up), size, boundary)
     p = n_up / n_all
-    return -(torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p)) / torch.log(torch.tensor(2.0, dtype=p.dtype))
+    return -(torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p)) / math.log(2.0)
 
 
 def lattice_entropy(config: torch.Tensor, size: int = 3, boundary: str = "periodic") -> torch.Tensor:
-    """Local entropy averaged over the sites of each lattice: ``(..., H, W) -> (...)`` (the paper's per-lattice value)."""
+    """Local entropy averaged over the sites of each lattice: ``(..., H, W) -> (...)`` (the per-lattice value)."""
     return local_entropy(config, size, boundary).mean(dim=(-2, -1))
