@@ -244,7 +244,8 @@ def _weight_analysis(ae, shallow: dict, L: int, out: str) -> dict:
         ax.set_title(name, fontsize=9)
         corr = w @ w.t()
         ax2.imshow(corr.numpy(), cmap="viridis")
-        ax2.set_title(f"{name.split(' ', 1)[0]}W^T {name.split(' ', 1)[1]}", fontsize=9)
+        symbol, how = name.split(" ", 1)
+        ax2.set_title(f"{symbol} {symbol}^T {how}", fontsize=9)
         row = L if name.startswith("W1") else L // 2
         hard = mats[f"{name[:2]} hard-coded (Eq. {7 if name.startswith('W1') else 8})"]
         stats[name] = {
