@@ -25,6 +25,16 @@ def test_exact_matches_enumeration(L, beta):
         assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-11), key
 
 
+@pytest.mark.parametrize("beta", [8.0, 12.0, 400.0])
+def test_exact_at_low_temperature(beta):
+    got, want = ising.exact(3, beta), ising.brute_force(3, beta)
+    assert got["logZ"] == pytest.approx(want["logZ"], rel=1e-12)
+    assert got["energy"] == pytest.approx(-2.0, abs=1e-12)
+    assert got["specific_heat"] == pytest.approx(want["specific_heat"], abs=1e-12)  # enumeration: ~1e-14 noise
+    big = ising.exact(64, beta)
+    assert math.isfinite(big["logZ"]) and big["energy"] == pytest.approx(-2.0, abs=1e-12)
+
+
 def test_exact_infinite_volume_limits():
     for beta in (0.2, 0.35, 0.5, 0.8):
         assert ising.exact(2048, beta)["energy"] == pytest.approx(ising.onsager_energy(beta), abs=1e-9)
@@ -286,3 +296,13 @@ def test_datasets_cli_writes_reproducible_files(tmp_path):
     # hot chains are disordered, cold chains ordered
     m = ising.magnetization_per_spin(wide["configs"]).abs()
     assert m[wide["betas"] > 0.55].mean() > 0.9 > 0.5 > m[wide["betas"] < 0.2].mean()
+
+
+@needs_cpp
+def test_validation_driver_quick(tmp_path):
+    from models import ising_mc
+
+    rows = ising_mc.main(["--L", "8", "--betas", "0.3", "0.5", "--samples", "512", "--algorithms", "swendsen_wang",
+                          "--out", str(tmp_path)])
+    assert len(rows) == 2 and all(abs(r["pull"]) < 4 for r in rows)
+    assert {p.name for p in tmp_path.iterdir()} >= {"results.json", "energy.png", "specific_heat.png", "tau.png"}

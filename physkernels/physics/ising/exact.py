@@ -10,7 +10,8 @@
   evaluated in log space (each product as a sum of ``log|2 cosh|`` / ``log|2 sinh|`` with its sign, the four
   terms combined by a signed log-sum-exp) so it holds for any L. Energy and specific heat per spin are its
   exact first and second derivatives, taken by float64 automatic differentiation of that expression:
-  ``u = -(1/N) d lnZ / dK``, ``c = K^2 (1/N) d^2 lnZ / dK^2``.
+  ``u = -(1/N) d lnZ / dK``, ``c = K^2 (1/N) d^2 lnZ / dK^2``. For ``K > 10`` the leading low-temperature
+  expansion (two ground states + ``N`` single flips) is exact to double precision and is used instead.
 * :func:`onsager_energy`: the infinite-lattice energy per spin,
   ``u = -coth 2K [1 + (2/pi)(2 tanh^2 2K - 1) K(k)]``, ``k = 2 sinh 2K / cosh^2 2K``.
 * :func:`spontaneous_magnetization`: Yang's ``(1 - sinh(2K)^-4)^(1/8)`` above ``K_c``, else 0.
@@ -26,6 +27,10 @@ import torch
 from scipy.special import ellipk
 
 from .observables import BETA_C
+
+
+LOW_TEMPERATURE_BETA = 10.0
+"""Above this beta, ``exact`` uses the low-temperature expansion (``cosh 4K`` would overflow near K = 177)."""
 
 
 def _check_beta(beta) -> float:
@@ -54,8 +59,9 @@ def kaufman_log_partition(L: int, K: torch.Tensor) -> torch.Tensor:
     """``ln Z`` of the ``L x L`` torus at coupling ``K > 0`` (float64 tensor, differentiable in ``K``)."""
     k = torch.arange(2 * L, dtype=torch.float64)
     two_k = 2.0 * K
-    cosh_g = torch.cosh(two_k) / torch.tanh(two_k) - torch.cos(math.pi * k / L)
-    gamma = torch.acosh(cosh_g[1:].clamp_min(1.0))
+    cosh_g = (torch.cosh(two_k) / torch.tanh(two_k) - torch.cos(math.pi * k / L))[1:]
+    # acosh c = ln c + ln(1 + sqrt(1 - 1/c^2)): also differentiable where c^2 overflows (large K)
+    gamma = torch.log(cosh_g) + torch.log1p(torch.sqrt((1.0 - cosh_g**-2).clamp_min(0.0)))
     gamma0 = (two_k + torch.log(torch.tanh(K))).reshape(1)
     gamma = torch.cat([gamma0, gamma])
     half = 0.5 * L * gamma
@@ -83,6 +89,12 @@ def exact(L: int, beta: float) -> dict[str, float]:
     n_sites = L * L
     if beta == 0.0:
         return {"L": L, "beta": 0.0, "logZ": n_sites * math.log(2.0), "energy": 0.0, "specific_heat": 0.0}
+    if beta > LOW_TEMPERATURE_BETA:
+        # two ground states plus N single flips (dE = 8); further terms are below double precision here
+        x = n_sites * math.exp(-8.0 * beta)
+        return {"L": L, "beta": beta, "logZ": math.log(2.0) + 2.0 * n_sites * beta + math.log1p(x),
+                "energy": -2.0 + 8.0 * x / (1.0 + x) / n_sites,
+                "specific_heat": 64.0 * beta * beta * x / (1.0 + x) ** 2 / n_sites}
     K = torch.tensor(beta, dtype=torch.float64, requires_grad=True)
     log_z = kaufman_log_partition(L, K)
     (d1,) = torch.autograd.grad(log_z, K, create_graph=True)
