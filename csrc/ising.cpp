@@ -172,7 +172,7 @@ void wolff(std::int8_t* spins, std::int64_t n_chains, int L, const double* betas
     }
 #pragma omp parallel num_threads(resolve_threads(threads))
     {
-        std::vector<int> cluster(n_sites);
+        std::vector<int> cluster(n_sites + 1);  // + 1: the branch-free growth writes one candidate past the end
 #pragma omp for schedule(dynamic, 1)
         for (std::int64_t c = 0; c < n_chains; ++c) {
             std::int8_t* s = spins + c * n_sites;
@@ -184,7 +184,8 @@ void wolff(std::int8_t* spins, std::int64_t n_chains, int L, const double* betas
                     u64 j = 0;
                     const int first = uniform_site(draw(site, j++), n_sites);
                     const std::int8_t spin = s[first];
-                    // grow the cluster, flipping each member as it joins (so it is never added twice)
+                    // grow the cluster, flipping each member as it joins (so it is never added twice); branch-free:
+                    // every neighbour check consumes a draw, and the candidate is written then kept or overwritten
                     std::int64_t size = 0, head = 0;
                     cluster[size++] = first;
                     s[first] = static_cast<std::int8_t>(-spin);
@@ -192,10 +193,10 @@ void wolff(std::int8_t* spins, std::int64_t n_chains, int L, const double* betas
                         const int* nbr = &neighbours[4 * cluster[head++]];
                         for (int k = 0; k < 4; ++k) {
                             const int n = nbr[k];
-                            if (s[n] == spin && draw(site, j++) < add_threshold) {
-                                s[n] = static_cast<std::int8_t>(-spin);
-                                cluster[size++] = n;
-                            }
+                            const bool add = (s[n] == spin) & (draw(site, j++) < add_threshold);
+                            cluster[size] = n;
+                            size += add;
+                            s[n] = add ? static_cast<std::int8_t>(-spin) : s[n];
                         }
                     }
                     if (flipped_sites != nullptr) flipped_sites[c] += size;
