@@ -19,9 +19,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import _extensions
-from ..backends import OpDispatcher
+from ..backends import OpDispatcher, get_backend
 
 MAX_ENUMERATION_UNITS = 24
+# auto on CPU uses the fused C++ kernel up to this many weights (per-chain matrix-vector products; beyond it
+# torch's batched matrix products win).
+_CPP_AUTO_MAX_WEIGHTS = 1 << 14
 _WORK_PER_THREAD = 1 << 18  # multiply-adds per OpenMP thread below which the C++ kernel stays serial
 
 _gibbs = OpDispatcher("rbm_gibbs", auto_order={"cpu": ("cpp", "reference"), "cuda": ("triton", "reference")})
@@ -64,7 +67,8 @@ def gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k
 
     ``W``: ``(nv, nh)``, ``b``: ``(nv,)``, ``c``: ``(nh,)``, same floating dtype and device as ``v0``. The stream is
     a function of ``(seed, step_offset)`` (and the backend); ``step_offset`` lets a chain continue (PCD).
-    No gradient flows through sampling.
+    No gradient flows through sampling. With the ``auto`` backend on CPU, RBMs with more than 16384 weights use
+    the reference (batched BLAS is faster there than the fused per-chain kernel).
     """
     if not all(isinstance(t, torch.Tensor) for t in (v0, W, b, c)):
         raise TypeError("v0, W, b and c must be torch.Tensors")
@@ -81,6 +85,8 @@ def gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if not isinstance(seed, int) or seed < 0 or not isinstance(step_offset, int) or step_offset < 0:
         raise ValueError(f"seed and step_offset must be non-negative integers, got {seed!r}, {step_offset!r}")
+    if backend is None and get_backend() == "auto" and v0.device.type == "cpu" and W.numel() > _CPP_AUTO_MAX_WEIGHTS:
+        backend = "reference"  # measured (bench/results/rbm.md): batched BLAS beats the per-chain kernel here
     with torch.no_grad():
         tensors = [t.detach().contiguous() for t in (v0, W, b, c)]
         return _gibbs.get(v0.device, backend)(*tensors, k, seed, step_offset)
