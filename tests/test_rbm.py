@@ -208,3 +208,11 @@ def test_triton_gibbs_limits_and_seeds():
     first = rbm.sample(v0, k=2, seed=1, backend="triton")[0]
     assert torch.equal(first, rbm.sample(v0, k=2, seed=1, backend="triton")[0])
     assert not torch.equal(first, rbm.sample(v0, k=2, seed=1, step_offset=2, backend="triton")[0])
+
+
+def test_auto_backend_uses_reference_for_large_rbms_on_cpu():
+    W, b, c = torch.randn(200, 100) * 0.1, torch.zeros(200), torch.zeros(100)
+    v0 = torch.bernoulli(torch.full((3, 200), 0.5))
+    auto = gibbs(v0, W, b, c, k=2, seed=4)
+    reference = gibbs(v0, W, b, c, k=2, seed=4, backend="reference")
+    assert torch.equal(auto[0], reference[0]) and torch.equal(auto[1], reference[1])
