@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from physkernels.physics import ising
-from physkernels.physics.ising import engines, exact as exact_mod
+from physkernels.physics.ising import engines
+from physkernels.physics.ising.exact import elliptic_k
 from physkernels.physics.ising.observables import integrated_autocorrelation_time, mean_and_error
 
 COMPILED = engines.CppWolffEngine.available()
@@ -46,6 +47,14 @@ def test_exact_infinite_volume_limits():
     # the specific heat at beta_c grows like (8 / pi) K_c^2 ln L
     c64, c128 = (ising.exact(L, ising.BETA_C)["specific_heat"] for L in (64, 128))
     assert c128 - c64 == pytest.approx(8 / math.pi * ising.BETA_C**2 * math.log(2), rel=1e-2)
+
+
+def test_elliptic_k_matches_scipy():
+    from scipy.special import ellipk
+
+    for k in (0.0, 0.1, 0.5, 0.9, 0.999, 0.999999):
+        assert elliptic_k(k) == pytest.approx(float(ellipk(k * k)), rel=1e-10)  # k*k rounds near k = 1
+    assert ising.onsager_energy(0.4352) == pytest.approx(ising.exact(4096, 0.4352)["energy"], abs=1e-9)
 
 
 def test_spontaneous_magnetization():

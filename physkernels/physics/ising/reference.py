@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 
 def _energy_absm(spins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +63,17 @@ class ReferenceMetropolis(_NumpyEngine):
 class ReferenceSwendsenWang(_NumpyEngine):
     """Swendsen-Wang: bond aligned neighbours with ``p = 1 - exp(-2 beta)``, flip each cluster with prob 1/2."""
 
+    def __init__(self, L, beta, n_chains, seed):
+        try:
+            import scipy.sparse  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError("the numpy Swendsen-Wang reference needs scipy (pip install scipy)") from exc
+        super().__init__(L, beta, n_chains, seed)
+
     def _step(self):
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
         s, L, n = self.spins, self.L, self.n_chains
         p_bond = -math.expm1(-2.0 * self.beta)
         index = np.arange(n * L * L).reshape(n, L, L)
