@@ -183,7 +183,7 @@ def test_training_reduces_exact_kl(method, k):
 def test_rbm_driver_quick(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     subprocess.run([sys.executable, "-m", "models.ising_rbm", "--quick", "--no-progress", "--epochs", "2",
-                    "--n-samples", "640", "--out", str(tmp_path)],
+                    "--out", str(tmp_path)],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
     result = json.loads((tmp_path / "rbm.json").read_text())
     assert (tmp_path / "kl.png").stat().st_size > 1000
