@@ -9,14 +9,12 @@ from __future__ import annotations
 import importlib
 
 # name -> module; suites listed here run in this order.
-SUITES: dict[str, str] = {}
-SUITES["cg2d"] = "physkernels.benchmarks.cg2d"
-SUITES["taylor"] = "physkernels.benchmarks.taylor"
-SUITES["nnqft"] = "physkernels.benchmarks.nnqft"
+SUITES: dict[str, str] = {
+    name: f"physkernels.benchmarks.{name}" for name in ("mpo", "cg2d", "taylor", "nnqft", "ising", "rbm")
+}
 
 
 def load_suite(name: str):
     if name not in SUITES:
         raise ValueError(f"unknown benchmark suite {name!r}; available: {sorted(SUITES)}")
     return importlib.import_module(SUITES[name])
-SUITES["mpo"] = "physkernels.benchmarks.mpo"

@@ -1,0 +1,33 @@
+"""Decimation RG of the 2D Ising model versus linear autoencoders (Shukla & Thakur, arXiv:2108.06157).
+
+* :mod:`.decimation`: ``decimate``, the flow ``beta' = 3/8 ln cosh 4 beta`` and its fixed point, the hard-coded
+  decimation matrices of Eq. 7-8.
+* :mod:`.entropy`: local Shannon entropy in 3x3 neighbourhoods (Fig. 13-14).
+* :mod:`.networks`: shallow CG/UP/HCG nets, the autoencoder, Table I transfer wiring, the beta regressor, losses.
+* :mod:`.training`: Adam / batch 10 / 20% validation / L1 training loop with atomic checkpoints.
+"""
+
+from .decimation import BETA_C, decimate, decimation_weights, flow_beta, flow_fixed_point
+from .entropy import lattice_entropy, local_entropy
+from .networks import (
+    TABLE_I,
+    BetaRegressor,
+    LinearAutoencoder,
+    build_model,
+    hinge_loss,
+    l1_penalty,
+    layer_sizes,
+    mse_loss,
+    shallow_name,
+    shallow_net,
+    to_spins,
+    weight_matrix,
+)
+from .training import TrainConfig, fit, save_atomic
+
+__all__ = [
+    "BETA_C", "TABLE_I", "BetaRegressor", "LinearAutoencoder", "TrainConfig", "build_model", "decimate",
+    "decimation_weights", "fit", "flow_beta", "flow_fixed_point", "hinge_loss", "l1_penalty", "lattice_entropy",
+    "layer_sizes", "local_entropy", "mse_loss", "save_atomic", "shallow_name", "shallow_net", "to_spins",
+    "weight_matrix",
+]
