@@ -99,14 +99,15 @@ def _measure(fn, x, grad, device, repeats, budget):
 def run(quick: bool, device: str = "cpu") -> list[ResultTable]:
     from ..mpo import plan
 
-    columns = ["shape", "D", "batch", "plan (fwd / bwd)", "mpo fwd ms", "mpo bwd ms", "mpo fwd+bwd ms",
+    columns = ["shape", "D", "batch", "plan (training / inference)", "mpo fwd ms", "mpo bwd ms", "mpo fwd+bwd ms",
                "dense fwd+bwd ms", "tltorch fwd+bwd ms", "einsum fwd+bwd ms", "dense/mpo", "tltorch/mpo",
                "einsum/mpo", "mpo peak MiB", "dense peak MiB", "tltorch peak MiB"]
     table = ResultTable("mpo_linear", f"MPO linear vs dense / tensorly-torch blocktt / einsum chain ({device}, "
                         "float32)", columns)
     table.notes += [
         "times are medians of the same process; bwd = (fwd+bwd) - fwd; ratios > 1 mean the MPO op is faster",
-        "plan: the planner's forward and backward choice (physkernels.mpo.plan); peak = fwd+bwd allocations",
+        "plan: the planner's choice for fwd+bwd (eager autograd) / for the forward alone (no grad); "
+        "peak = fwd+bwd allocations",
         "tltorch: tensorly-torch FactorizedLinear(factorization='blocktt') at the same ranks; n/a if missing",
     ]
     cases = QUICK_CASES if quick else [(s, b) for s in SHAPES for b in BATCHES]
@@ -120,11 +121,11 @@ def run(quick: bool, device: str = "cpu") -> list[ResultTable]:
         grad = torch.randn(batch, p_out, generator=gen).to(device)
         res = {name: _measure(fn, x, grad, device, repeats, budget) for name, fn in methods.items()}
         fwd_plan = plan(in_shape, out_shape, ranks, batch, torch.float32, device, objective="forward")
-        bwd_plan = plan(in_shape, out_shape, ranks, batch, torch.float32, device, objective="backward")
+        train_plan = plan(in_shape, out_shape, ranks, batch, torch.float32, device, objective="training")
         mpo_fwd, mpo_train, mpo_peak = res["mpo"]
         row = {
             "shape": f"{in_shape}->{out_shape}", "D": bond, "batch": batch,
-            "plan (fwd / bwd)": f"{fwd_plan.strategy} / {bwd_plan.strategy}",
+            "plan (training / inference)": f"{train_plan.strategy} / {fwd_plan.strategy}",
             "mpo fwd ms": mpo_fwd * 1e3, "mpo bwd ms": (mpo_train - mpo_fwd) * 1e3, "mpo fwd+bwd ms": mpo_train * 1e3,
             "mpo peak MiB": mpo_peak / 2**20,
         }
