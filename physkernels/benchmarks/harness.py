@@ -7,6 +7,7 @@ date and the git commit.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -43,6 +44,23 @@ def median_time(fn: Callable[[], Any], *, device="cpu", warmup: int = 2, repeats
     return statistics.median(samples)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null (the profiler's C++ side logs every start/stop there)."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def peak_memory_bytes(fn: Callable[[], Any], *, device="cpu") -> int:
     """Peak bytes held by torch allocations made during ``fn()``, above what was live when it started.
 
@@ -59,7 +77,7 @@ def peak_memory_bytes(fn: Callable[[], Any], *, device="cpu") -> int:
         return torch.cuda.max_memory_allocated() - base
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     events.sort(key=lambda e: e.start_ns())
