@@ -84,13 +84,22 @@ def _counts(merged: Sequence[Tensor], direction: str) -> list[int]:
     return [math.prod(c.shape[1] for c in merged[:g]) for g in range(len(merged) - 1, -1, -1)]
 
 
+def batched_step(a: Tensor, s: Tensor) -> Tensor:
+    """``out[g] = a @ s[g]`` for a ``(m, k)`` and s ``(count, k, n)``: one bmm with ``a`` broadcast (stride 0).
+
+    Not ``torch.matmul(a, s)``: when ``a`` requires grad (an unmerged core inside the custom op) matmul folds
+    ``s`` into one ``(count n, k)`` GEMM, paying a transposing copy of ``s`` and of the output (3-5x the GEMM).
+    """
+    return torch.bmm(a.expand(s.shape[0], -1, -1), s)
+
+
 def chain_states(x: Tensor, merged: Sequence[Tensor], direction: str) -> list[Tensor]:
     """Batch-last states ``S_0 = x^T, S_1, ..., S_n`` of the chain; ``S_n`` is ``y^T`` as ``(prod J, B)``."""
     states = [x.t().contiguous()]
     for g, count in zip(_order(merged, direction), _counts(merged, direction)):
         a = step_matrix(merged[g], direction)
         s = states[-1].view(count, a.shape[1], -1)
-        states.append(torch.matmul(a, s) if count > 1 else (a @ s[0]).unsqueeze(0))
+        states.append(batched_step(a, s) if count > 1 else (a @ s[0]).unsqueeze(0))
     return states
 
 
@@ -117,7 +126,7 @@ def chain_backward(grad: Tensor, x: Tensor, merged: Sequence[Tensor], direction:
             g_state = a.t() @ d_out[0]
         else:
             grad_a = torch.bmm(d_out, s.transpose(1, 2)).sum(0)  # no permuting copy of the big states
-            g_state = torch.matmul(a.t(), d_out)
+            g_state = batched_step(a.t(), d_out)
         grads[g] = matrix_grad_to_core(grad_a, merged[g].shape, direction)
     return g_state.reshape(-1, batch).t().contiguous(), grads
 
