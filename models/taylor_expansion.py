@@ -68,28 +68,14 @@ def load_digits_split(size: int, seed: int, test_fraction: float = 0.2):
     return (images[train_idx], labels[train_idx]), (images[test_idx], labels[test_idx])
 
 
-def load_mnist(data_dir: str, split: str):
-    """MNIST images (N, 28, 28) in [0, 1] and labels, read by physkernels.data (imported only when used)."""
-    from physkernels import data
-
-    if hasattr(data, "load"):
-        result = data.load("mnist", split, data_dir=data_dir)
-        images, labels = result.images, result.labels
-    else:
-        images, labels = data.load_mnist(data_dir, split)
-    images = torch.as_tensor(images, dtype=torch.float32)
-    if images.dim() == 4:
-        images = images[:, 0]
-    if images.max() > 1.5:
-        images = images / 255.0
-    return images, torch.as_tensor(labels, dtype=torch.long)
-
-
 def load_dataset(args):
+    """(train, test) pairs of (N, size, size) images in [0, 1] and labels; MNIST via physkernels.data."""
     if args.dataset == "digits":
         return load_digits_split(args.size, args.seed)
-    train, test = load_mnist(args.data_dir, "train"), load_mnist(args.data_dir, "test")
-    return (resize(train[0], args.size), train[1]), (resize(test[0], args.size), test[1])
+    from physkernels.data import load
+
+    sets = [load("mnist", split, data_dir=args.data_dir, size=args.size) for split in ("train", "test")]
+    return tuple((s.images[:, 0], s.labels) for s in sets)
 
 
 # ---------------------------------------------------------------- training

@@ -315,3 +315,24 @@ def test_driver_quick_on_digits(tmp_path):
     assert by_order[2]["test_accuracy"] > 0.5            # 10 classes: chance is 0.1
     assert results["pruning"]["runs"][0]["zero_coefficients_held"]
     assert len(results["quadratic_weights"]["distances"]) > 1
+
+
+def test_driver_reads_mnist_idx_files_resized(tmp_path):
+    """The driver's --dataset mnist path reads idx files through physkernels.data and resizes to --size."""
+    import types
+
+    import numpy as np
+
+    import models.taylor_expansion as driver
+
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 6), ("t10k", 4)):
+        for kind, shape in (("images-idx3", (n, 28, 28)), ("labels-idx1", (n,))):
+            array = rng.integers(0, 10 if kind.startswith("labels") else 256, shape, dtype=np.uint8)
+            header = bytes([0, 0, 8, array.ndim]) + np.array(array.shape, dtype=">i4").tobytes()
+            (tmp_path / f"{prefix}-{kind}-ubyte").write_bytes(header + array.tobytes())
+    args = types.SimpleNamespace(dataset="mnist", data_dir=str(tmp_path), size=7, seed=0)
+    (train_x, train_y), (test_x, test_y) = driver.load_dataset(args)
+    assert train_x.shape == (6, 7, 7) and test_x.shape == (4, 7, 7)
+    assert train_y.shape == (6,) and test_y.dtype == torch.long
+    assert 0 <= float(train_x.min()) and float(train_x.max()) <= 1
