@@ -4,75 +4,19 @@
 #include <algorithm>
 #include <cstring>
 
+#include "mpo_gemm.h"
 #include "parallel.h"
-
-// Runtime CPU dispatch: the micro-kernels are compiled for AVX2+FMA (x86-64-v3), AVX+FMA and baseline x86-64,
-// and the loader picks the best clone for the running CPU (portable wheels without -march=native).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define PHYSKERNELS_CLONES __attribute__((target_clones("arch=x86-64-v3", "fma", "default")))
-#else
-#define PHYSKERNELS_CLONES
-#endif
 
 namespace physkernels::mpo {
 namespace {
 
 // C (m x n) = A (m x k) @ B (k x n); A[i][p] = a[i * a_row + p * a_col]; B, C row-major with n columns.
-// Four rows of C at a time so that each loaded row of B feeds four accumulating rows.
-#define PHYSKERNELS_DEFINE_GEMM(T)                                                                               \
-    PHYSKERNELS_CLONES void gemm(const T* a, std::int64_t a_row, std::int64_t a_col, const T* b, T* c,          \
-                                 std::int64_t m, std::int64_t k, std::int64_t n) {                               \
-        std::int64_t i = 0;                                                                                      \
-        for (; i + 4 <= m; i += 4) {                                                                             \
-            T* c0 = c + i * n;                                                                                   \
-            T* c1 = c0 + n;                                                                                      \
-            T* c2 = c1 + n;                                                                                      \
-            T* c3 = c2 + n;                                                                                      \
-            std::memset(c0, 0, sizeof(T) * 4 * n);                                                               \
-            for (std::int64_t p = 0; p < k; ++p) {                                                               \
-                const T a0 = a[i * a_row + p * a_col], a1 = a[(i + 1) * a_row + p * a_col];                     \
-                const T a2 = a[(i + 2) * a_row + p * a_col], a3 = a[(i + 3) * a_row + p * a_col];               \
-                const T* __restrict__ br = b + p * n;                                                            \
-                for (std::int64_t j = 0; j < n; ++j) {                                                           \
-                    const T v = br[j];                                                                           \
-                    c0[j] += a0 * v;                                                                             \
-                    c1[j] += a1 * v;                                                                             \
-                    c2[j] += a2 * v;                                                                             \
-                    c3[j] += a3 * v;                                                                             \
-                }                                                                                                \
-            }                                                                                                    \
-        }                                                                                                        \
-        for (; i < m; ++i) {                                                                                     \
-            T* __restrict__ cr = c + i * n;                                                                      \
-            std::memset(cr, 0, sizeof(T) * n);                                                                   \
-            for (std::int64_t p = 0; p < k; ++p) {                                                               \
-                const T av = a[i * a_row + p * a_col];                                                           \
-                const T* __restrict__ br = b + p * n;                                                            \
-                for (std::int64_t j = 0; j < n; ++j) cr[j] += av * br[j];                                        \
-            }                                                                                                    \
-        }                                                                                                        \
-    }                                                                                                            \
-    /* C (m x k) += D (m x n) @ S (k x n)^T: dot products over the contiguous n. */                             \
-    PHYSKERNELS_CLONES void gemm_nt_acc(const T* d, const T* s, T* c, std::int64_t m, std::int64_t k,           \
-                                        std::int64_t n) {                                                        \
-        for (std::int64_t i = 0; i < m; ++i) {                                                                   \
-            const T* __restrict__ dr = d + i * n;                                                                \
-            for (std::int64_t p = 0; p < k; ++p) {                                                               \
-                const T* __restrict__ sr = s + p * n;                                                            \
-                T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                             \
-                std::int64_t j = 0;                                                                              \
-                for (; j + 8 <= n; j += 8)                                                                       \
-                    for (int l = 0; l < 8; ++l) acc[l] += dr[j + l] * sr[j + l];                                 \
-                T total = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));    \
-                for (; j < n; ++j) total += dr[j] * sr[j];                                                       \
-                c[i * k + p] += total;                                                                           \
-            }                                                                                                    \
-        }                                                                                                        \
-    }
+template <typename T>
+void gemm(const T* a, std::int64_t a_row, std::int64_t a_col, const T* b, T* c, std::int64_t m, std::int64_t k,
+          std::int64_t n) {
+    mpo_gemm::gemm_nn(a, a_row, a_col, b, n, c, n, m, k, n);
+}
 
-PHYSKERNELS_DEFINE_GEMM(float)
-PHYSKERNELS_DEFINE_GEMM(double)
-#undef PHYSKERNELS_DEFINE_GEMM
 
 // Elements of each step's input state per sample; the last entry is the output (prod J).
 std::vector<std::int64_t> state_sizes(const std::vector<Step>& steps) {
@@ -167,11 +111,11 @@ void chain_backward(const T* grad, const T* x, std::int64_t batch, std::int64_t 
                 const Step& st = steps[s];
                 const std::int64_t n = st.rest * tile;
                 const T* in = states.data() + state_offset[s];
-                for (std::int64_t c = 0; c < st.count; ++c) {
-                    gemm_nt_acc(ping.data() + c * st.m * n, in + c * st.k * n, partial + mat_offset[s], st.m, st.k,
-                                n);
+                // dA_s += sum_c dOut[c] @ in[c]^T, then dIn[c] = A_s^T @ dOut[c]
+                mpo_gemm::gemm_nt_acc(ping.data(), n, st.m * n, in, n, st.k * n, partial + mat_offset[s], st.k, st.m,
+                                      st.k, n, st.count);
+                for (std::int64_t c = 0; c < st.count; ++c)
                     gemm(mats[s], 1, st.k, ping.data() + c * st.m * n, pong.data() + c * st.k * n, st.k, st.m, n);
-                }
                 std::swap(ping, pong);
             }
             store_tile(ping.data(), in_features, b0, valid, tile, grad_x);

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu_isa.h"
 #include "parallel.h"
 
 #define NNQFT_ISA isa_baseline
@@ -34,25 +35,9 @@ void green_impl(const EnsembleSpec&, std::int64_t, std::int64_t, std::int64_t, c
                 const std::int32_t*, int, double*, double*, int);
 }  // namespace isa_avx512
 
-// The widest instruction set this CPU runs; PHYSKERNELS_NNQFT_ISA=baseline|avx2|avx512 caps it (for example to
-// reproduce bits across machines: float rounding differs between instruction sets, never between thread counts).
+// The widest instruction set this CPU runs; PHYSKERNELS_NNQFT_ISA=baseline|avx2|avx512 caps it.
 const char* selected_isa() {
-    static const char* isa = [] {
-        const char* cap = std::getenv("PHYSKERNELS_NNQFT_ISA");
-        const std::string limit = cap ? cap : "avx512";
-#if defined(__x86_64__) && defined(__GNUC__)
-        __builtin_cpu_init();
-        if (limit == "avx512" && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-            __builtin_cpu_supports("avx512vl")) {
-            return "avx512";
-        }
-        if ((limit == "avx512" || limit == "avx2") && __builtin_cpu_supports("avx2") &&
-            __builtin_cpu_supports("fma")) {
-            return "avx2";
-        }
-#endif
-        return "baseline";
-    }();
+    static const char* isa = widest_isa("PHYSKERNELS_NNQFT_ISA");
     return isa;
 }
 

@@ -5,6 +5,7 @@
 #include <array>
 
 #include "mpo.h"
+#include "mpo_gemm.h"
 #include "registry.h"
 
 namespace {
@@ -63,4 +64,5 @@ PHYSKERNELS_SUBMODULE(mpo, m) {
     m.def("forward_f64", &forward<double>);
     m.def("backward_f32", &backward<float>);
     m.def("backward_f64", &backward<double>);
+    m.def("isa", &physkernels::mpo_gemm::selected_isa, "instruction set of the chain micro-kernels (PHYSKERNELS_MPO_ISA caps it)");
 }

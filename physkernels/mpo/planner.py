@@ -51,30 +51,35 @@ class CostModel:
     bandwidth: float  # byte/s of streaming copies
     call_overhead: float  # s per torch call (dispatch, allocation)
     op_overhead: float  # s per custom-op call (forward or backward)
-    fused_rate: float  # flop/s of the fused chain kernel
+    fused_peak: float  # flop/s of the fused chain kernel's micro-kernels on long, tall steps (one thread on CPU)
+    fused_half: tuple[float, float, float]  # (m, k, n) per step at which the fused kernel runs at half its peak
     fused_overhead: float  # s per fused-kernel call
+    threads: int = 1  # CPU threads; the fused kernel runs one batch tile per thread
 
 
 _MODELS = {
     # One CPU thread, float32, torch 2.13, fitted to single-thread CPU-time measurements of the top-8 candidate
     # plans of every benchmark shape at batch 1/32/256/4096 on the 2-core AMD EPYC (AVX+FMA) dev machine
     # (bench/mpo_plans.py, docs/mpo-kernels.md). Rates scale with the thread count as threads**0.85 (cost_model).
+    # The fused constants: one thread, the AVX-512 micro-kernels of csrc/mpo_gemm_kernel.inl on the same machine
+    # (42 GFLOP/s over the (4,4,8,8,4)^2 D=4 chain at batch tile 16; 75-95 GFLOP/s on long in-cache steps).
     "cpu": CostModel(gemm_peak=5e10, gemm_half=(6.0, 6.0, 24.0), bandwidth=8e9, call_overhead=6e-6,
-                     op_overhead=2e-5, fused_rate=2e9, fused_overhead=2e-5),
+                     op_overhead=2e-5, fused_peak=9e10, fused_half=(4.0, 8.0, 16.0), fused_overhead=2e-5),
     # Order-of-magnitude constants for one datacenter GPU (not calibrated: no GPU on the dev machine).
     "cuda": CostModel(gemm_peak=4e13, gemm_half=(32.0, 32.0, 256.0), bandwidth=2e12, call_overhead=8e-6,
-                      op_overhead=3e-5, fused_rate=5e12, fused_overhead=6e-6),
+                      op_overhead=3e-5, fused_peak=5e12, fused_half=(1.0, 1.0, 1.0), fused_overhead=6e-6),
 }
 
 
 def cost_model(device: str | torch.device, threads: int | None = None) -> CostModel:
-    """The cost-model constants for ``device``'s type; CPU compute rates scale as ``threads**0.85``."""
+    """The cost-model constants for ``device``'s type; CPU GEMM rates scale as ``threads**0.85`` (the fused kernel's
+    as ``min(threads, batch tiles)**0.85``, see :func:`_costs`)."""
     device = torch.device(device)
     model = _MODELS.get(device.type, _MODELS["cpu"])
     if device.type != "cpu":
         return model
-    scale = max(1, threads if threads is not None else torch.get_num_threads()) ** 0.85
-    return dataclasses.replace(model, gemm_peak=model.gemm_peak * scale, fused_rate=model.fused_rate * scale)
+    threads = max(1, threads if threads is not None else torch.get_num_threads())
+    return dataclasses.replace(model, gemm_peak=model.gemm_peak * threads ** 0.85, threads=threads)
 
 
 @dataclass(frozen=True)
@@ -176,15 +181,23 @@ def chain_steps(shapes, direction: str, batch: int) -> list[Step]:
     return steps
 
 
-def fused_tile(shapes, batch: int, itemsize: int, cache_bytes: int = 192 * 1024) -> int:
-    """Batch tile of the fused chain: the largest power of two <= 32 whose per-tile states fit ``cache_bytes``.
+CPU_TILE_BYTES = 7 * 2**20
+GPU_TILE_BYTES = 192 * 1024
 
-    Depends on the shapes only (never on the thread count), so results do not depend on threads.
+
+def fused_tile(shapes, batch: int, itemsize: int, cache_bytes: int = CPU_TILE_BYTES, largest: int = 16) -> int:
+    """Batch tile of the fused chain: the largest power of two <= ``largest`` whose per-tile states (all step inputs,
+    kept by the backward, and two work buffers) fit ``cache_bytes``, and below twice the batch.
+
+    Tiles of 16 samples fill a 512-bit vector on the last steps, whose rows are one sample per tile; on the 2-core
+    dev CPU tile 16 ran the paper's 4096x4096 chain (6.6 MB of states per tile, L3-resident) 2x faster than tile 4
+    and tile 8 was best at 8.6 MB (``CPU_TILE_BYTES``). GPU kernels keep a tile's states in shared memory
+    (``GPU_TILE_BYTES``). Depends on the shapes only (never on the thread count), so results do not depend on threads.
     """
     steps = chain_steps(shapes, "ltr", 1)
     per_sample = sum(s.count * s.k * s.n for s in steps) + 2 * max(
         max(s.count * s.k * s.n, s.count * s.m * s.n) for s in steps)
-    tile = 32
+    tile = largest
     while tile > 1 and (tile * per_sample * itemsize > cache_bytes or tile >= 2 * batch):
         tile //= 2
     return tile
@@ -247,9 +260,17 @@ def _costs(model, in_shape, out_shape, ranks, batch, groups, direction, kernel, 
         return forward, backward, merge, steps
     step_costs = [_gemm(model, s.count, s.m, s.k, s.n, itemsize) for s in steps]
     if kernel == "fused":
-        macs = float(sum(s.count * s.m * s.k * s.n for s in steps))
+        tile = fused_tile(shapes, batch, itemsize)
+        busy = min(model.threads, -(-batch // tile)) ** 0.85  # threads that get a batch tile
+        hm, hk, hn = model.fused_half
+        seconds, macs = 0.0, 0.0
+        for s in chain_steps(shapes, "ltr", 1):  # s.n: columns per sample; the kernel's rows hold s.n * tile
+            step_macs = float(s.count) * s.m * s.k * s.n * batch
+            n = s.n * tile
+            rate = model.fused_peak * busy * (s.m / (s.m + hm)) * (s.k / (s.k + hk)) * (n / (n + hn))
+            seconds, macs = seconds + 2 * step_macs / rate, macs + step_macs
         nbytes = itemsize * (batch * (p_in + p_out) + sum(s.m * s.k for s in steps))
-        call = Cost(macs, nbytes, 1, model.fused_overhead + 2 * macs / model.fused_rate + nbytes / model.bandwidth)
+        call = Cost(macs, nbytes, 1, model.fused_overhead + seconds + nbytes / model.bandwidth)
         core_grads = Cost(0, 0, 0, sum(s.m * s.k for s in steps) * itemsize * 2 / model.bandwidth)
         forward = overhead + merge + call
         backward = overhead + call + call + call + core_grads + unmerge  # recomputes the chain in cache

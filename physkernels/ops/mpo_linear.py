@@ -212,14 +212,15 @@ def _backward_cpp(grad, x, cores, saved=None):
 
 
 @functools.lru_cache(maxsize=1024)
-def _fused_layout(shapes: tuple, batch: int, itemsize: int) -> tuple[list, int]:
+def _fused_layout(shapes: tuple, batch: int, itemsize: int, on_gpu: bool) -> tuple[list, int]:
     steps = [(s.count, s.m, s.k, s.n) for s in planner.chain_steps(shapes, "ltr", 1)]
-    return steps, planner.fused_tile(shapes, batch, itemsize)
+    budget = planner.GPU_TILE_BYTES if on_gpu else planner.CPU_TILE_BYTES
+    return steps, planner.fused_tile(shapes, batch, itemsize, cache_bytes=budget, largest=32 if on_gpu else 16)
 
 
 def _fused_chain(merged, batch: int, itemsize: int):
     """Step matrices, ``(count, m, k, rest)`` per step and the batch tile of the fused ltr chain over ``merged``."""
-    steps, tile = _fused_layout(tuple(tuple(c.shape) for c in merged), batch, itemsize)
+    steps, tile = _fused_layout(tuple(tuple(c.shape) for c in merged), batch, itemsize, merged[0].is_cuda)
     return [contract.step_matrix(c, "ltr").contiguous() for c in merged], steps, tile
 
 
