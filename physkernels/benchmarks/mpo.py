@@ -83,17 +83,20 @@ def _methods(in_shape, out_shape, bond, device):
 
 
 def _measure(fn, x, grad, device, repeats, budget):
-    def forward():
+    """Medians of: inference forward (no grad), training forward (graph recorded), training forward+backward;
+    and the peak memory of forward+backward."""
+    def inference():
         with torch.no_grad():
             fn(x)
 
     def train_step():
         fn(x).backward(grad)
 
-    t_fwd = median_time(forward, device=device, repeats=repeats, max_seconds=budget)
+    t_infer = median_time(inference, device=device, repeats=repeats, max_seconds=budget)
+    t_fwd = median_time(lambda: fn(x), device=device, repeats=repeats, max_seconds=budget)
     t_train = median_time(train_step, device=device, repeats=repeats, max_seconds=budget)
     peak = peak_memory_bytes(train_step, device=device)
-    return t_fwd, t_train, peak
+    return t_infer, t_fwd, t_train, peak
 
 
 def run(quick: bool, device: str = "cpu") -> list[ResultTable]:
@@ -101,11 +104,13 @@ def run(quick: bool, device: str = "cpu") -> list[ResultTable]:
 
     columns = ["shape", "D", "batch", "plan (training / inference)", "mpo fwd ms", "mpo bwd ms", "mpo fwd+bwd ms",
                "dense fwd+bwd ms", "tltorch fwd+bwd ms", "einsum fwd+bwd ms", "dense/mpo", "tltorch/mpo",
-               "einsum/mpo", "mpo peak MiB", "dense peak MiB", "tltorch peak MiB"]
+               "einsum/mpo", "mpo inference ms", "dense inference ms", "dense/mpo inference", "mpo peak MiB",
+               "dense peak MiB", "tltorch peak MiB"]
     table = ResultTable("mpo_linear", f"MPO linear vs dense / tensorly-torch blocktt / einsum chain ({device}, "
                         "float32)", columns)
     table.notes += [
-        "times are medians of the same process; bwd = (fwd+bwd) - fwd; ratios > 1 mean the MPO op is faster",
+        "times are medians of the same process; fwd: training forward (autograd graph recorded); "
+        "bwd = (fwd+bwd) - fwd; inference: forward under no_grad; ratios > 1 mean the MPO op is faster",
         "plan: the planner's choice for fwd+bwd (eager autograd) / for the forward alone (no grad); "
         "peak = fwd+bwd allocations",
         "tltorch: tensorly-torch FactorizedLinear(factorization='blocktt') at the same ranks; n/a if missing",
@@ -122,19 +127,20 @@ def run(quick: bool, device: str = "cpu") -> list[ResultTable]:
         res = {name: _measure(fn, x, grad, device, repeats, budget) for name, fn in methods.items()}
         fwd_plan = plan(in_shape, out_shape, ranks, batch, torch.float32, device, objective="forward")
         train_plan = plan(in_shape, out_shape, ranks, batch, torch.float32, device, objective="training")
-        mpo_fwd, mpo_train, mpo_peak = res["mpo"]
+        mpo_infer, mpo_fwd, mpo_train, mpo_peak = res["mpo"]
         row = {
             "shape": f"{in_shape}->{out_shape}", "D": bond, "batch": batch,
             "plan (training / inference)": f"{train_plan.strategy} / {fwd_plan.strategy}",
             "mpo fwd ms": mpo_fwd * 1e3, "mpo bwd ms": (mpo_train - mpo_fwd) * 1e3, "mpo fwd+bwd ms": mpo_train * 1e3,
-            "mpo peak MiB": mpo_peak / 2**20,
+            "mpo peak MiB": mpo_peak / 2**20, "mpo inference ms": mpo_infer * 1e3,
+            "dense inference ms": res["dense"][0] * 1e3, "dense/mpo inference": res["dense"][0] / mpo_infer,
         }
         for name in ("dense", "tltorch", "einsum"):
             if name in res:
-                row[f"{name} fwd+bwd ms"] = res[name][1] * 1e3
-                row[f"{name}/mpo"] = res[name][1] / mpo_train
+                row[f"{name} fwd+bwd ms"] = res[name][2] * 1e3
+                row[f"{name}/mpo"] = res[name][2] / mpo_train
                 if name != "einsum":
-                    row[f"{name} peak MiB"] = res[name][2] / 2**20
+                    row[f"{name} peak MiB"] = res[name][3] / 2**20
             else:
                 row[f"{name} fwd+bwd ms"] = row[f"{name}/mpo"] = row[f"{name} peak MiB"] = "n/a"
         table.add(**row)
