@@ -44,11 +44,26 @@ void store_tile(const T* src, std::int64_t features, std::int64_t b0, std::int64
     }
 }
 
-// out (count blocks of m x rest*tile) = A @ in (count blocks of k x rest*tile)
+// A_s^T (k x m, row-major) of every step: A's columns contiguous, so the micro-kernel also vectorises the short
+// rows of small batch tiles (see mpo_gemm.h).
 template <typename T>
-void apply_step(const T* a, const Step& s, std::int64_t tile, const T* in, T* out) {
+std::vector<std::vector<T>> transposed(const std::vector<const T*>& mats, const std::vector<Step>& steps) {
+    std::vector<std::vector<T>> out;
+    for (std::size_t s = 0; s < steps.size(); ++s) {
+        const std::int64_t m = steps[s].m, k = steps[s].k;
+        std::vector<T> t(m * k);
+        for (std::int64_t i = 0; i < m; ++i)
+            for (std::int64_t p = 0; p < k; ++p) t[p * m + i] = mats[s][i * k + p];
+        out.push_back(std::move(t));
+    }
+    return out;
+}
+
+// out (count blocks of m x rest*tile) = A @ in (count blocks of k x rest*tile); a_t = A^T (k x m)
+template <typename T>
+void apply_step(const T* a_t, const Step& s, std::int64_t tile, const T* in, T* out) {
     const std::int64_t n = s.rest * tile;
-    for (std::int64_t c = 0; c < s.count; ++c) gemm(a, s.k, 1, in + c * s.k * n, out + c * s.m * n, s.m, s.k, n);
+    for (std::int64_t c = 0; c < s.count; ++c) gemm(a_t, 1, s.m, in + c * s.k * n, out + c * s.m * n, s.m, s.k, n);
 }
 
 }  // namespace
@@ -60,6 +75,7 @@ void chain_forward(const T* x, std::int64_t batch, std::int64_t in_features, std
     const std::vector<std::int64_t> sizes = state_sizes(steps);
     const std::int64_t largest = *std::max_element(sizes.begin(), sizes.end());
     const std::int64_t n_tiles = (batch + tile - 1) / tile;
+    const std::vector<std::vector<T>> mats_t = transposed(mats, steps);
 #pragma omp parallel num_threads(resolve_threads(threads))
     {
         std::vector<T> ping(largest * tile), pong(largest * tile);
@@ -68,7 +84,7 @@ void chain_forward(const T* x, std::int64_t batch, std::int64_t in_features, std
             const std::int64_t b0 = t * tile, valid = std::min(tile, batch - b0);
             load_tile(x, in_features, b0, valid, tile, ping.data());
             for (std::size_t s = 0; s < steps.size(); ++s) {
-                apply_step(mats[s], steps[s], tile, ping.data(), pong.data());
+                apply_step(mats_t[s].data(), steps[s], tile, ping.data(), pong.data());
                 std::swap(ping, pong);
             }
             store_tile(ping.data(), out_features, b0, valid, tile, y);
@@ -92,6 +108,7 @@ void chain_backward(const T* grad, const T* x, std::int64_t batch, std::int64_t 
     }
     const std::int64_t n_tiles = (batch + tile - 1) / tile;
     const int n_threads = resolve_threads(threads);
+    const std::vector<std::vector<T>> mats_t = transposed(mats, steps);
 #pragma omp parallel num_threads(n_threads)
     {
         std::vector<T> states(stored), ping(largest * tile), pong(largest * tile);
@@ -103,7 +120,7 @@ void chain_backward(const T* grad, const T* x, std::int64_t batch, std::int64_t 
             // forward, keeping every step's input state
             load_tile(x, in_features, b0, valid, tile, states.data());
             for (std::size_t s = 0; s + 1 < steps.size(); ++s)
-                apply_step(mats[s], steps[s], tile, states.data() + state_offset[s],
+                apply_step(mats_t[s].data(), steps[s], tile, states.data() + state_offset[s],
                            states.data() + state_offset[s + 1]);
             // backward through the steps
             load_tile(grad, out_features, b0, valid, tile, ping.data());

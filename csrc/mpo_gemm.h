@@ -19,6 +19,8 @@
 namespace physkernels::mpo_gemm {
 
 // C (m x n, row stride ldc) = A @ B, A[i][p] = a[i * a_row + p * a_col], B (k x n, row stride ldb). Serial.
+// With a_row == 1 (A's columns contiguous) the last n % (vector width) columns run vectorised down the rows of A,
+// so short rows (a batch tile of 1-8 samples) stay fast; otherwise they run scalar.
 template <typename T>
 void gemm_nn(const T* a, std::int64_t a_row, std::int64_t a_col, const T* b, std::int64_t ldb, T* c,
              std::int64_t ldc, std::int64_t m, std::int64_t k, std::int64_t n);

@@ -72,6 +72,37 @@ void rows_nn(const T* a, std::int64_t a_row, std::int64_t a_col, const T* b, std
     }
 }
 
+// C[0:m, q0:q0+QC] = A @ B[:, q0:q0+QC] for A with contiguous columns (a_row == 1): vectors run down the rows
+// of A, so a few trailing columns (shorter than one vector) still run vectorised.
+template <typename T, int QC>
+void columns_nn(const T* a, std::int64_t a_col, const T* b, std::int64_t ldb, T* c, std::int64_t ldc,
+                std::int64_t m, std::int64_t k) {
+    using V = typename Vec<T>::type;
+    constexpr std::int64_t W = sizeof(V) / sizeof(T);
+    std::int64_t i = 0;
+    for (; i + W <= m; i += W) {
+        V acc[QC];
+#pragma GCC unroll 8
+        for (int q = 0; q < QC; ++q) acc[q] = V{};
+        for (std::int64_t p = 0; p < k; ++p) {
+            const V av = load<V>(a + p * a_col + i);
+#pragma GCC unroll 8
+            for (int q = 0; q < QC; ++q) acc[q] += av * b[p * ldb + q];
+        }
+        for (int q = 0; q < QC; ++q) {
+            T lanes[W];
+            store(lanes, acc[q]);
+            for (std::int64_t l = 0; l < W; ++l) c[(i + l) * ldc + q] = lanes[l];
+        }
+    }
+    for (; i < m; ++i)
+        for (int q = 0; q < QC; ++q) {
+            T total = T(0);
+            for (std::int64_t p = 0; p < k; ++p) total += a[p * a_col + i] * b[p * ldb + q];
+            c[i * ldc + q] = total;
+        }
+}
+
 template <typename T>
 void gemm_nn_impl(const T* a, std::int64_t a_row, std::int64_t a_col, const T* b, std::int64_t ldb, T* c,
                   std::int64_t ldc, std::int64_t m, std::int64_t k, std::int64_t n) {
@@ -80,8 +111,16 @@ void gemm_nn_impl(const T* a, std::int64_t a_row, std::int64_t a_col, const T* b
     std::int64_t j = 0;
     for (; j + 2 * W <= n; j += 2 * W) rows_nn<T, 2>(a, a_row, a_col, b + j, ldb, c + j, ldc, m, k);
     for (; j + W <= n; j += W) rows_nn<T, 1>(a, a_row, a_col, b + j, ldb, c + j, ldc, m, k);
-    if (j == n) return;
-    for (std::int64_t i = 0; i < m; ++i) {  // the last n % W columns
+    if (a_row == 1) {  // the last n % W columns, four at a time, vectorised down the rows
+        for (; j + 4 <= n; j += 4) columns_nn<T, 4>(a, a_col, b + j, ldb, c + j, ldc, m, k);
+        switch (n - j) {
+            case 3: return columns_nn<T, 3>(a, a_col, b + j, ldb, c + j, ldc, m, k);
+            case 2: return columns_nn<T, 2>(a, a_col, b + j, ldb, c + j, ldc, m, k);
+            case 1: return columns_nn<T, 1>(a, a_col, b + j, ldb, c + j, ldc, m, k);
+            default: return;
+        }
+    }
+    for (std::int64_t i = 0; i < m; ++i) {  // the last n % W columns, scalar
         T* cr = c + i * ldc;
         for (std::int64_t q = j; q < n; ++q) cr[q] = T(0);
         for (std::int64_t p = 0; p < k; ++p) {
