@@ -110,9 +110,13 @@ def test_every_plan_matches_reference(seed):
 @pytest.mark.skipif("cpp" not in available_backends("cpu"), reason="_C not built")
 def test_fused_cpp_independent_of_thread_count():
     x, cores, _ = random_problem(7, n_range=(4, 4), dtype=torch.float32)
-    x = torch.randn(37, x.shape[-1])
     merged = [contract.merge_group(cores[a:b])[0] for a, b in ((0, 2), (2, 3), (3, 4))]
-    grad = torch.randn(37, math.prod(c.shape[2] for c in cores))
+    steps, _ = op_module._fused_layout(tuple(tuple(c.shape) for c in merged), 1, 4, False)
+    macs_per_sample = sum(count * m * k * rest for count, m, k, rest in steps)
+    batch = 2**21 // macs_per_sample + 37  # enough work for the kernel to use every thread; a partial last tile
+    x = torch.randn(batch, x.shape[-1])
+    assert op_module._fused_threads(steps, batch) == torch.get_num_threads() or torch.get_num_threads() == 1
+    grad = torch.randn(batch, math.prod(c.shape[2] for c in cores))
     previous = torch.get_num_threads()
     results = []
     try:
