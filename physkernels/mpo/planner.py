@@ -54,7 +54,6 @@ class CostModel:
     fused_peak: float  # flop/s of the fused chain kernel's micro-kernels on long, tall steps (one thread on CPU)
     fused_half: tuple[float, float, float]  # (m, k, n) per step at which the fused kernel runs at half its peak
     fused_overhead: float  # s per fused-kernel call
-    fused_vector_bytes: int = 64  # vector width of the fused kernel's micro-kernels (AVX-512; 1 on GPUs)
     threads: int = 1  # CPU threads; the fused kernel runs one batch tile per thread
 
 
@@ -68,8 +67,7 @@ _MODELS = {
                      op_overhead=2e-5, fused_peak=9e10, fused_half=(4.0, 8.0, 16.0), fused_overhead=2e-5),
     # Order-of-magnitude constants for one datacenter GPU (not calibrated: no GPU on the dev machine).
     "cuda": CostModel(gemm_peak=4e13, gemm_half=(32.0, 32.0, 256.0), bandwidth=2e12, call_overhead=8e-6,
-                      op_overhead=3e-5, fused_peak=5e12, fused_half=(1.0, 1.0, 1.0), fused_overhead=6e-6,
-                      fused_vector_bytes=1),
+                      op_overhead=3e-5, fused_peak=5e12, fused_half=(1.0, 1.0, 1.0), fused_overhead=6e-6),
 }
 
 
@@ -266,13 +264,11 @@ def _costs(model, in_shape, out_shape, ranks, batch, groups, direction, kernel, 
         busy = min(model.threads, -(-batch // tile)) ** 0.85  # threads that get a batch tile
         hm, hk, hn = model.fused_half
         seconds, macs = 0.0, 0.0
-        lanes = max(1, model.fused_vector_bytes // itemsize)
         for s in chain_steps(shapes, "ltr", 1):  # s.n: columns per sample; the kernel's rows hold s.n * tile
             step_macs = float(s.count) * s.m * s.k * s.n * batch
             n = s.n * tile
             rate = model.fused_peak * busy * (s.m / (s.m + hm)) * (s.k / (s.k + hk)) * (n / (n + hn))
-            scalar = (n % lanes) / n  # columns past the last full vector run scalar, `lanes` times slower
-            seconds += 2 * step_macs * ((1 - scalar) + scalar * lanes) / rate
+            seconds += 2 * step_macs / rate
             macs += step_macs
         nbytes = itemsize * (batch * (p_in + p_out) + sum(s.m * s.k for s in steps))
         call = Cost(macs, nbytes, 1, model.fused_overhead + seconds + nbytes / model.bandwidth)
