@@ -33,7 +33,8 @@ class TrainPreset:
     nesterov: bool = False
     l2: float = 1e-4               # alpha of Eq. 7
     batch_size: int = 100
-    schedule: str = "exp"          # "exp": lr * gamma**epoch; "step": lr * gamma**(epoch // step_epochs)
+    schedule: str = "exp"          # "exp": lr * gamma**epoch; "step": lr * gamma**(epoch // step_epochs);
+                                   # "cosine": lr * (1 + cos(pi * epoch / epochs)) / 2, reaching 0 after the last epoch
     gamma: float = 0.99
     step_epochs: int = 50
     clip_grad_norm: float | None = None  # clip the global gradient norm before each step (None: no clipping)
@@ -51,13 +52,15 @@ class TrainPreset:
     def make_optimizer(self, params) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov)
 
-    def make_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-        """Stepped once per epoch."""
+    def make_scheduler(self, optimizer: torch.optim.Optimizer, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+        """Stepped once per epoch; ``epochs`` is the length of the run (the cosine schedule ends at 0 there)."""
         if self.schedule == "exp":
             return torch.optim.lr_scheduler.ExponentialLR(optimizer, self.gamma)
         if self.schedule == "step":
             return torch.optim.lr_scheduler.StepLR(optimizer, self.step_epochs, self.gamma)
-        raise ValueError(f"schedule must be 'exp' or 'step', got {self.schedule!r}")
+        if self.schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        raise ValueError(f"schedule must be 'exp', 'step' or 'cosine', got {self.schedule!r}")
 
 
 _SQRT_TENTH = math.sqrt(0.1)
