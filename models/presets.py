@@ -77,6 +77,6 @@ PRESETS: dict[str, TrainPreset] = {
     "densenet": TrainPreset(lr=0.1, momentum=0.9, nesterov=True, l2=2e-4, batch_size=100, schedule="step",
                             gamma=_SQRT_TENTH, step_epochs=50,
                             epochs={"digits": 30, "mnist": 100, "cifar10": 300}),
-    "taylornet": TrainPreset(lr=0.03, momentum=0.9, nesterov=True, l2=1e-4, batch_size=100, schedule="exp",
-                             gamma=0.95, clip_grad_norm=1.0, epochs={"digits": 20, "mnist": 60, "cifar10": 150}),
+    "taylornet": TrainPreset(lr=0.03, momentum=0.9, nesterov=True, l2=1e-4, batch_size=100, schedule="cosine",
+                             clip_grad_norm=1.0, epochs={"digits": 20, "mnist": 60, "cifar10": 150}),
 }
