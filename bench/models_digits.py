@@ -36,7 +36,7 @@ def experiments(args) -> dict[str, list[str]]:
         "taylornet_7x7": ["--model", "taylornet-7x7", "taylornet-7x7-conv", "--runs", "5"],
         "taylornet_mnist": ["--model", "taylornet-mnist", "taylornet-mnist-conv", "--runs", "5"],
     }
-    if args.sweep:
+    if args.sweep or "fc2_sweep" in (args.only or ()):
         exps["fc2_sweep"] = ["--model", "fc2", "fc2-mpo", "--bond-dim", "2", "4", "8", "16", "--runs", "5"]
     if args.only:
         unknown = sorted(set(args.only) - set(exps))
