@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--l2", type=float, default=None, help="alpha of Eq. 7")
     p.add_argument("--clip-grad-norm", type=float, default=None, help="clip the gradient norm (default: preset's)")
+    p.add_argument("--schedule", default=None, choices=("exp", "step", "cosine"),
+                   help="per-epoch learning-rate schedule (default: preset's)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     p.add_argument("--backend", default="auto", choices=("auto",) + physkernels.BACKENDS,
                    help="physkernels backend (auto = the fastest on the device)")
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         model = spec(name)
         preset = PRESETS[model.preset].for_dataset(args.dataset).with_overrides(
             lr=args.lr, momentum=args.momentum, batch_size=args.batch_size, l2=args.l2,
-            clip_grad_norm=args.clip_grad_norm)
+            clip_grad_norm=args.clip_grad_norm, schedule=args.schedule)
         epochs = args.epochs or (1 if args.quick else preset.epochs[args.dataset])
         key = (model.input_shape, preset.normalize)
         if key not in data_cache:

@@ -94,7 +94,7 @@ def train_run(cfg: RunConfig, train: tuple[torch.Tensor, torch.Tensor],
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[torch.device(cfg.device).index] if cfg.device.startswith("cuda") else None)
     optimizer = cfg.preset.make_optimizer(model.parameters())
-    scheduler = cfg.preset.make_scheduler(optimizer)
+    scheduler = cfg.preset.make_scheduler(optimizer, cfg.epochs)
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "elapsed": 0.0, "last_loss": None}
 
     saved = checkpoint.load(cfg.checkpoint_path) if cfg.checkpoint_path else None

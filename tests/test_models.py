@@ -238,9 +238,11 @@ def dropout_mpo_model(monkeypatch):
     return "tiny-mpo"
 
 
-def test_resume_after_stop_gives_identical_weights(tmp_path, dropout_mpo_model):
+@pytest.mark.parametrize("schedule", ["exp", "cosine"])
+def test_resume_after_stop_gives_identical_weights(tmp_path, dropout_mpo_model, schedule):
     (x, y), test = load_data("digits", None, (1, 8, 8), normalize=True, quick=True)
-    preset = PRESETS["fc2"].with_overrides(lr=0.1, momentum=0.9, batch_size=48)  # 6 steps per epoch
+    preset = PRESETS["fc2"].with_overrides(lr=0.1, momentum=0.9, batch_size=48,  # 6 steps per epoch
+                                           schedule=schedule)
 
     def run(path, stop=0):
         cfg = RunConfig(model=dropout_mpo_model, preset=preset, epochs=3, seed=5, bond_dim=3, checkpoint_path=path,
@@ -264,6 +266,20 @@ def test_resume_after_stop_gives_identical_weights(tmp_path, dropout_mpo_model):
     train_run(other, (x, y), test)
     c = torch.load(str(tmp_path / "other.pt"), weights_only=False)["model"]
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_cosine_schedule_ends_at_zero_after_the_last_epoch():
+    preset = PRESETS["taylornet"].with_overrides(lr=0.04, schedule="cosine")
+    optimizer = preset.make_optimizer([nn.Parameter(torch.ones(3))])
+    scheduler = preset.make_scheduler(optimizer, 5)
+    lrs = []
+    for _ in range(5):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        scheduler.step()
+    assert lrs == pytest.approx([0.04 * (1 + math.cos(math.pi * e / 5)) / 2 for e in range(5)])
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="schedule"):
+        PRESETS["taylornet"].with_overrides(schedule="linear").make_scheduler(optimizer, 5)
 
 
 def _subprocess_env() -> dict:
