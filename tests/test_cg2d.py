@@ -252,6 +252,65 @@ def test_torch_compile_fullgraph():
     torch.testing.assert_close(grad_compiled, x.grad)
 
 
+def test_torch_compile_traces_the_custom_op_and_eager_calls_bypass_it():
+    """Under torch.compile the graph holds physkernels::cg2d (opaque to the compiler, with its fake and autograd
+    registrations); an eager call runs the same kernels through the lighter autograd.Function instead."""
+    traced = []
+
+    def recording_backend(gm, example_inputs):
+        traced.extend(str(node.target) for node in gm.graph.nodes if node.op == "call_function")
+        return gm.forward
+
+    x, w1, w2, bias, _ = make_args(GRADCHECK_CONFIGS[0], torch.float32)
+    layer = CG2d(2, 3, 2, stride=(2, 1), padding=(1, 0), dilation=(1, 2))
+    torch.compile(layer, fullgraph=True, backend=recording_backend)(x)
+    assert "physkernels.cg2d.default" in traced
+    assert type(layer(x).grad_fn).__name__ == "_EagerCG2dBackward"
+
+
+@pytest.mark.parametrize("backend", ["reference"] + CPU_BACKENDS)
+@pytest.mark.parametrize("cfg", GRADCHECK_CONFIGS)
+def test_eager_path_equals_the_custom_op(backend, cfg):
+    """Both paths call the same backend implementations: values and all gradients agree bit for bit."""
+    if backend == "triton" and cfg["order"] == 3:
+        pytest.skip("triton implements order 2")
+    x, w1, w2, bias, w3 = make_args(cfg)
+    s, p, d, g = geometry(cfg)
+    results = []
+    for path in ("eager", "custom op"):
+        leaves = [t.clone().requires_grad_() for t in (x, w1, w2, bias, w3) if t is not None]
+        xl, w1l, w2l, bl, *w3l = leaves
+        with physkernels.use_backend(backend):
+            if path == "eager":
+                y = cg2d(xl, w1l, w2l, bl, s, p, d, g, weight3=w3l[0] if w3l else None)
+            else:
+                y = _cg2d(xl, w1l, w2l, w3l[0] if w3l else None, bl, list(s), list(p), list(d), g)
+            results.append([y] + list(torch.autograd.grad(y, leaves, torch.ones_like(y))))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+def test_fake_tensors_take_the_custom_op():
+    """Shape propagation with fake tensors (what export and the compiler's tracing do) never reaches a kernel."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x = torch.empty(2, 4, 9, 7)
+        w1, w2, bias = torch.empty(6, 2, 2, 3), torch.empty(6, 2, num_pairs(6)), torch.empty(6)
+        y = cg2d(x, w1, w2, bias, stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
+    assert y.shape == (2, 6, 5, 5)
+
+
+def test_second_derivatives_are_refused():
+    """The fused backward is not itself differentiable: asking for a second derivative raises instead of silently
+    returning a wrong one."""
+    x, w1, w2, bias, _ = make_args(GRADCHECK_CONFIGS[0])
+    x.requires_grad_()
+    (gx,) = torch.autograd.grad(cg2d(x, w1, w2, bias, *geometry(GRADCHECK_CONFIGS[0])).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        torch.autograd.grad(gx.sum(), x)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The layer
 # ---------------------------------------------------------------------------------------------------------------
