@@ -290,7 +290,7 @@ def _forward_cpp(x, weight, weight2, weight3, bias, stride, padding, dilation, g
 @_backward.register("cpp")
 def _backward_cpp(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
     grad = grad.contiguous()
-    dx = torch.zeros(x.shape, dtype=x.dtype, device=x.device) if compute_dx else None
+    dx = torch.empty(x.shape, dtype=x.dtype, device=x.device) if compute_dx else None
     dw1, dw2 = torch.empty_like(weight), torch.empty_like(weight2)
     dw3 = torch.empty_like(weight3) if weight3 is not None else None
     dbias = torch.empty_like(bias) if bias is not None else None
