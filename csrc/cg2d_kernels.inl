@@ -159,32 +159,52 @@ inline Layout layout(const Features& f, int64_t channels) {
     return Layout{channels, {f.patch, static_cast<int64_t>(f.pairs.size()), static_cast<int64_t>(f.triples.size())}};
 }
 
+// Non-overlapping two-wide windows along rows (kernel width 2 = stride 2, no dilation, contiguous input rows:
+// TaylorNet's CG(2,2,c,2,2)): both kernel columns of a row read one contiguous input segment.
+inline bool column_pairs(const Geometry& g) {
+    return g.kernel_w == 2 && g.stride_x == 2 && g.dil_w == 1 && g.stride_w == 1;
+}
+
 // The features of channel c (plane `xc` of image 0) at every position of the tile, into its rows of `feat` (0 in
 // the padding and in the tile's padded columns).
 template <typename T>
 inline void build_features(const T* xc, const Geometry& g, const Tile& t, const Features& f, const Layout& l,
                            int64_t c, T* feat) {
-    const int64_t n = t.cols;
+    const int64_t n = t.cols, step = g.stride_x * g.stride_w;
     T* values = feat + l.row(0, c) * n;
-    for (int p = 0; p < f.patch; ++p) {
-        T* row = values + p * n;
-        const PatchSpan* span = t.spans_of(p);
-        for (const Run& run : t.runs) {
-            const PatchSpan s = *span++;
-            T* out = row + run.col;
-            std::fill(out, out + s.lo, T(0));
-            if (s.hi > s.lo) {  // src: element lo's input value
-                const int64_t step = g.stride_x * g.stride_w;
-                const T* src = xc + run.image * g.stride_b + s.row * g.stride_h + (s.col + s.lo * g.stride_x) * g.stride_w;
-                if (step == 1)
-                    std::copy(src, src + (s.hi - s.lo), out + s.lo);
-                else
-                    for (int64_t e = 0; e < s.hi - s.lo; ++e) out[s.lo + e] = src[e * step];
+    const bool two_columns = column_pairs(g);
+    for (int i = 0; i < g.kernel_h; ++i) {
+        for (size_t k = 0; k < t.runs.size(); ++k) {
+            const Run& run = t.runs[k];
+            const PatchSpan* s = t.spans_of(i * g.kernel_w) + k;  // s[j * runs]: column j of kernel row i
+            const PatchSpan& s1 = s[two_columns ? t.runs.size() : 0];
+            if (two_columns && s->row >= 0 && s->lo == 0 && s1.lo == 0 && s->hi == run.length && s1.hi == run.length) {
+                // both columns from one contiguous input segment: de-interleave it in one vectorisable pass
+                const T* src = xc + run.image * g.stride_b + s->row * g.stride_h + s->col;
+                T* out0 = values + i * 2 * n + run.col;
+                T* out1 = out0 + n;
+                for (int64_t e = 0; e < run.length; ++e) {
+                    out0[e] = src[2 * e];
+                    out1[e] = src[2 * e + 1];
+                }
+                continue;
             }
-            std::fill(out + s.hi, out + run.length, T(0));
+            for (int j = 0; j < g.kernel_w; ++j, s += t.runs.size()) {
+                T* out = values + (i * g.kernel_w + j) * n + run.col;
+                std::fill(out, out + s->lo, T(0));
+                if (s->hi > s->lo) {  // src: element lo's input value
+                    const T* src = xc + run.image * g.stride_b + s->row * g.stride_h +
+                                   (s->col + s->lo * g.stride_x) * g.stride_w;
+                    if (step == 1)
+                        std::copy(src, src + (s->hi - s->lo), out + s->lo);
+                    else
+                        for (int64_t e = 0; e < s->hi - s->lo; ++e) out[s->lo + e] = src[e * step];
+                }
+                std::fill(out + s->hi, out + run.length, T(0));
+            }
         }
-        std::fill(row + t.count, row + n, T(0));
     }
+    for (int p = 0; p < f.patch; ++p) std::fill(values + p * n + t.count, values + (p + 1) * n, T(0));
     T* out = feat + l.row(1, c) * n;
     for (const auto& pq : f.pairs) {
         const T* a = values + pq[0] * n;
@@ -203,23 +223,37 @@ inline void build_features(const T* xc, const Geometry& g, const Tile& t, const 
 }
 
 // dx_c[patch position p of column r] += dxp[p][r] over the tile: the adjoint of the gather in build_features
-// (dx_c: channel c's plane of image 0 in the contiguous NCHW grad_x). Per channel the additions run in a fixed
-// order (p, then columns), so the result does not depend on the thread count.
+// (dx_c: channel c's plane of image 0 in the contiguous NCHW grad_x). Each dx element receives its terms in order
+// of kernel row, then kernel column, then tile (whichever loop form runs), so the result does not depend on the
+// thread count.
 template <typename T>
-inline void scatter_patch_gradient(const T* dxp, const Geometry& g, const Tile& t, const Features& f, T* dx_c) {
-    const int64_t image_size = g.channels * g.height * g.width, step = g.stride_x;
-    for (int p = 0; p < f.patch; ++p) {
-        const T* src = dxp + p * t.cols;
-        const PatchSpan* span = t.spans_of(p);
-        for (const Run& run : t.runs) {
-            const PatchSpan s = *span++;
-            if (s.hi <= s.lo) continue;
-            T* dst = dx_c + run.image * image_size + s.row * g.width + s.col + s.lo * step;  // element lo's input
-            const T* in = src + run.col + s.lo;
-            if (step == 1)
-                for (int64_t e = 0; e < s.hi - s.lo; ++e) dst[e] += in[e];
-            else
-                for (int64_t e = 0; e < s.hi - s.lo; ++e) dst[e * step] += in[e];
+inline void scatter_patch_gradient(const T* dxp, const Geometry& g, const Tile& t, T* dx_c) {
+    const int64_t image_size = g.channels * g.height * g.width, step = g.stride_x, n = t.cols;
+    const bool two_columns = column_pairs(g);
+    for (int i = 0; i < g.kernel_h; ++i) {
+        for (size_t k = 0; k < t.runs.size(); ++k) {
+            const Run& run = t.runs[k];
+            const PatchSpan* s = t.spans_of(i * g.kernel_w) + k;
+            const PatchSpan& s1 = s[two_columns ? t.runs.size() : 0];
+            if (two_columns && s->row >= 0 && s->lo == 0 && s1.lo == 0 && s->hi == run.length && s1.hi == run.length) {
+                T* dst = dx_c + run.image * image_size + s->row * g.width + s->col;
+                const T* in0 = dxp + i * 2 * n + run.col;
+                const T* in1 = in0 + n;
+                for (int64_t e = 0; e < run.length; ++e) {
+                    dst[2 * e] += in0[e];
+                    dst[2 * e + 1] += in1[e];
+                }
+                continue;
+            }
+            for (int j = 0; j < g.kernel_w; ++j, s += t.runs.size()) {
+                if (s->hi <= s->lo) continue;
+                T* dst = dx_c + run.image * image_size + s->row * g.width + s->col + s->lo * step;  // element lo
+                const T* in = dxp + (i * g.kernel_w + j) * n + run.col + s->lo;
+                if (step == 1)
+                    for (int64_t e = 0; e < s->hi - s->lo; ++e) dst[e] += in[e];
+                else
+                    for (int64_t e = 0; e < s->hi - s->lo; ++e) dst[e * step] += in[e];
+            }
         }
     }
 }
@@ -314,7 +348,8 @@ inline void gather_grad(const T* grad_y, const Geometry& g, int64_t og, const Ti
     for (int64_t o = 0; o < og; ++o) {
         T* row = gy + o * t.cols;
         for (const Run& run : t.runs)
-            std::copy_n(grad_y + (run.image * g.out_channels + o) * R + run.oh * wo + run.ow, run.length, row + run.col);
+            std::copy_n(grad_y + (run.image * g.out_channels + o) * R + run.oh * wo + run.ow, run.length,
+                        row + run.col);
         std::fill(row + t.count, row + t.cols, T(0));
     }
     constexpr int64_t kBlock = 16;
@@ -392,7 +427,7 @@ void backward_impl(const T* grad_y, const T* x, const Weights<const T>& w, T* gr
                 }
                 for (int64_t c = 0; c < l.channels; ++c) {
                     patch_gradient(feat.data(), dfeat.data(), f, l, c, cols, dxp.data());
-                    scatter_patch_gradient(dxp.data(), g, tile, f, grad_x + (grp * cg + c0 + c) * g.height * g.width);
+                    scatter_patch_gradient(dxp.data(), g, tile, grad_x + (grp * cg + c0 + c) * g.height * g.width);
                 }
             }
             for (int d = 0; d < 3; ++d)

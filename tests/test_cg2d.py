@@ -143,6 +143,17 @@ def test_reference_equals_the_written_out_sum():
 
 
 @pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="physkernels._C not built")
+@pytest.mark.parametrize("padding", [(0, 0), (1, 1), (0, 2)])
+@pytest.mark.parametrize("width", [8, 11])
+def test_cpp_taylornet_stride_two_layers(padding, width):
+    """CG(2,2,c,2,2), the paper's main layer, takes the kernels' paired-column path (both kernel columns from one
+    input segment); with padding, runs at the image border take the general path."""
+    cfg = dict(batch=2, c_in=5, c_out=7, cg=5, h=9, w=width, kernel=(2, 2), stride=(2, 2), padding=padding,
+               dilation=(1, 1), groups=1, order=2, bias=True)
+    check_backend(cfg, "cpp", seed=width)
+
+
+@pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="physkernels._C not built")
 @pytest.mark.parametrize("seed", [5, 6, 9, 16])
 def test_cpp_float32_close_to_float64_reference(seed):
     cfg = random_config(seed)
