@@ -1,6 +1,9 @@
 """CG2d: every backend against the independent float64 reference (values and all gradients), plus the layer."""
 
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -187,6 +190,27 @@ def test_cpp_is_independent_of_thread_count_and_accepts_channels_last():
     with physkernels.use_backend("cpp"):
         y_cl = cg2d(x.to(memory_format=torch.channels_last), w1, w2, bias, *geometry(cfg))
     torch.testing.assert_close(y_cl, results[0][0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="physkernels._C not built")
+@pytest.mark.parametrize("isa", ["baseline", "avx2+fma"])
+def test_cpp_every_instruction_set_matches_reference(isa):
+    """The C++ kernels are compiled per instruction set and picked at run time (AVX-512 here); PHYSKERNELS_CG2D_ISA
+    caps the choice once per process, so the narrower variants run in a fresh interpreter."""
+    script = (
+        "import sys, physkernels._C as C, test_cg2d as t\n"
+        "print(C.cg2d.isa())\n"
+        "if C.cg2d.isa() != sys.argv[1]: sys.exit(0)\n"
+        "for seed in range(40): t.check_backend(t.random_config(seed), 'cpp', seed=seed)\n"
+        "t.test_cpp_taylornet_stride_two_layers((1, 1), 11)\n"
+        "t.test_cpp_is_independent_of_thread_count_and_accepts_channels_last()\n")
+    env = dict(os.environ, PHYSKERNELS_CG2D_ISA=isa.split("+")[0],
+               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(physkernels.__file__)),
+                                           os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]))
+    run = subprocess.run([sys.executable, "-c", script, isa], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    if run.stdout.split()[0] != isa:
+        pytest.skip(f"this CPU cannot run the {isa} kernels")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -431,12 +431,13 @@ class _EagerCG2d(torch.autograd.Function):
 
 
 _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+_is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)  # torch < 2.5 exports through dynamo only
 
 
 def _plain_eager_call(tensors) -> bool:
     """True when the kernels can be called directly: no compiler or exporter tracing, no dispatch mode (fake or
     proxy tensors, opcheck's checks) and only plain tensors and parameters (no tensor subclasses)."""
-    return (not torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+    return (not torch.compiler.is_compiling() and not _is_exporting()
             and _get_current_dispatch_mode() is None
             and all(t is None or type(t) in _PLAIN_TENSOR_TYPES for t in tensors))
 
