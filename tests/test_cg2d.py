@@ -303,6 +303,14 @@ def test_torch_compile_traces_the_custom_op_and_eager_calls_bypass_it():
     assert type(layer(x).grad_fn).__name__ == "_EagerCG2dBackward"
 
 
+def test_torch_export_records_the_custom_op():
+    layer = CG2d(4, 6, 2, stride=2)
+    x = torch.randn(2, 4, 9, 9)
+    exported = torch.export.export(layer, (x,))
+    assert [str(n.target) for n in exported.graph.nodes if n.op == "call_function"] == ["physkernels.cg2d.default"]
+    torch.testing.assert_close(exported.module()(x), layer(x))
+
+
 @pytest.mark.parametrize("backend", ["reference"] + CPU_BACKENDS)
 @pytest.mark.parametrize("cfg", GRADCHECK_CONFIGS)
 def test_eager_path_equals_the_custom_op(backend, cfg):
