@@ -169,27 +169,35 @@ def test_cpp_float32_close_to_float64_reference(seed):
 
 @pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="physkernels._C not built")
 def test_cpp_is_independent_of_thread_count_and_accepts_channels_last():
-    cfg = dict(batch=3, c_in=8, c_out=6, cg=4, h=11, w=9, kernel=(2, 3), stride=(1, 2), padding=(1, 1),
-               dilation=(2, 1), groups=2, order=2, bias=True)
-    x, w1, w2, bias, _ = make_args(cfg, torch.float32)
-    results = []
+    """Bitwise equal values and gradients with 1, 2 and 3 threads. The work split depends on the thread count: the
+    first layer splits the backward's channel blocks differently, the second (batch 1, one tile, 96 outputs) also
+    splits the forward's outputs into 2, 4 and 4 blocks."""
+    configs = [
+        dict(batch=3, c_in=8, c_out=6, cg=4, h=11, w=9, kernel=(2, 3), stride=(1, 2), padding=(1, 1),
+             dilation=(2, 1), groups=2, order=2, bias=True),
+        dict(batch=1, c_in=4, c_out=96, cg=4, h=6, w=7, kernel=(2, 2), stride=(1, 1), padding=(0, 0),
+             dilation=(1, 1), groups=1, order=2, bias=True),
+    ]
     threads = torch.get_num_threads()
-    try:
-        for n in (1, 2, 3):
-            torch.set_num_threads(n)
-            leaves = [t.clone().requires_grad_() for t in (x, w1, w2, bias)]
-            with physkernels.use_backend("cpp"):
-                y = cg2d(*leaves, *geometry(cfg))
-            y.backward(torch.ones_like(y))
-            results.append([y.detach()] + [t.grad for t in leaves])
-    finally:
-        torch.set_num_threads(threads)
-    for other in results[1:]:
-        for a, b in zip(results[0], other):
-            assert torch.equal(a, b)
-    with physkernels.use_backend("cpp"):
-        y_cl = cg2d(x.to(memory_format=torch.channels_last), w1, w2, bias, *geometry(cfg))
-    torch.testing.assert_close(y_cl, results[0][0], atol=1e-5, rtol=1e-5)
+    for cfg in configs:
+        x, w1, w2, bias, _ = make_args(cfg, torch.float32)
+        results = []
+        try:
+            for n in (1, 2, 3):
+                torch.set_num_threads(n)
+                leaves = [t.clone().requires_grad_() for t in (x, w1, w2, bias)]
+                with physkernels.use_backend("cpp"):
+                    y = cg2d(*leaves, *geometry(cfg))
+                y.backward(torch.ones_like(y))
+                results.append([y.detach()] + [t.grad for t in leaves])
+        finally:
+            torch.set_num_threads(threads)
+        for other in results[1:]:
+            for a, b in zip(results[0], other):
+                assert torch.equal(a, b)
+        with physkernels.use_backend("cpp"):
+            y_cl = cg2d(x.to(memory_format=torch.channels_last), w1, w2, bias, *geometry(cfg))
+        torch.testing.assert_close(y_cl, results[0][0], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="physkernels._C not built")
