@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "parallel.h"
@@ -61,11 +63,19 @@ namespace avx512 {
 
 enum class Isa { baseline, avx2, avx512 };
 
+// The widest instruction set this CPU runs; PHYSKERNELS_CG2D_ISA=baseline|avx2|avx512 caps it (read once, at the
+// first call: the tests run every kernel variant that way, and it reproduces bits across machines, since float
+// rounding differs between instruction sets, never between thread counts).
 Isa detect_isa() {
+    const char* cap = std::getenv("PHYSKERNELS_CG2D_ISA");
+    const std::string limit = cap && *cap ? cap : "avx512";
 #ifdef PHYSKERNELS_CG2D_X86
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return Isa::avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+    if (limit == "avx512" && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+        return Isa::avx512;
+    if ((limit == "avx512" || limit == "avx2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return Isa::avx2;
 #endif
+    (void)limit;
     return Isa::baseline;
 }
 

@@ -49,7 +49,7 @@ template <typename T>
 void backward(const T* grad_y, const T* x, const Weights<const T>& weight, T* grad_x, const Weights<T>& grad_weight,
               T* grad_bias, const Geometry& g, int threads);
 
-// Which instruction set the kernels run with on this CPU ("avx2+fma" or "baseline").
+// Which instruction set the kernels run with on this CPU ("avx512", "avx2+fma" or "baseline").
 const char* isa();
 
 }  // namespace physkernels::cg2d

@@ -22,98 +22,124 @@ struct Simd {
         return v;
     }
     static inline void store(T* p, vec v) { __builtin_memcpy(p, &v, sizeof(vec)); }
-    static inline vec splat(T a) { return vec{} + a; }
+    // a - 0 is a for every a (also -0), so this folds to a plain broadcast ("0 + a" would need an add per call).
+    static inline vec splat(T a) { return a - vec{}; }
 };
 
 constexpr int kRowBlock = CG2D_ROW_BLOCK;  // rows of C held in registers
 constexpr int kVecPerRow = 2;              // vectors per row: 2*rows accumulators + 2 B vectors + 1 broadcast
 
-template <typename T>
-constexpr int col_block() { return kVecPerRow * Simd<T>::width; }
-
-// Columns of every tile are padded to this multiple (16 floats, 8 doubles: one micro-kernel column block).
+// Columns of every tile are padded to one vector (16 floats, 8 doubles on AVX-512), so a tile of 9 positions
+// costs one vector per row, not a full two-vector column block.
 template <typename T>
 inline int64_t pad_cols(int64_t n) {
-    const int64_t b = col_block<T>();
-    return (n + b - 1) / b * b;
+    const int64_t w = Simd<T>::width;
+    return (n + w - 1) / w * w;
 }
 
-// C[m][0:N] += sum_{k<K} A[m*a_rs + k*a_cs] * B[k*ldb + 0:N] for m < M; N a multiple of col_block<T>().
-template <typename T, int M>
+// C[m][0:N] += sum_{k<K} A[m*a_rs + k*a_cs] * B[k*ldb + 0:N] for m < M, in register tiles of M x V vectors;
+// N a multiple of V vectors.
+template <typename T, int M, int V>
 inline void micro_kernel(const T* A, int64_t a_rs, int64_t a_cs, const T* B, int64_t ldb, int64_t K, T* C,
                          int64_t ldc, int64_t N) {
     using S = Simd<T>;
-    using V = typename S::vec;
+    using Vec = typename S::vec;
     constexpr int W = S::width;
-    for (int64_t n0 = 0; n0 < N; n0 += kVecPerRow * W) {
-        V acc[M][kVecPerRow];
+    for (int64_t n0 = 0; n0 < N; n0 += V * W) {
+        Vec acc[M][V];
         for (int m = 0; m < M; ++m)
-            for (int v = 0; v < kVecPerRow; ++v) acc[m][v] = S::load(C + m * ldc + n0 + v * W);
+            for (int v = 0; v < V; ++v) acc[m][v] = S::load(C + m * ldc + n0 + v * W);
         const T* b = B + n0;
         for (int64_t k = 0; k < K; ++k, b += ldb) {
-            V bv[kVecPerRow];
-            for (int v = 0; v < kVecPerRow; ++v) bv[v] = S::load(b + v * W);
+            Vec bv[V];
+            for (int v = 0; v < V; ++v) bv[v] = S::load(b + v * W);
             for (int m = 0; m < M; ++m) {
-                const V a = S::splat(A[m * a_rs + k * a_cs]);
-                for (int v = 0; v < kVecPerRow; ++v) acc[m][v] += a * bv[v];
+                const Vec a = S::splat(A[m * a_rs + k * a_cs]);
+                for (int v = 0; v < V; ++v) acc[m][v] += a * bv[v];
             }
         }
         for (int m = 0; m < M; ++m)
-            for (int v = 0; v < kVecPerRow; ++v) S::store(C + m * ldc + n0 + v * W, acc[m][v]);
+            for (int v = 0; v < V; ++v) S::store(C + m * ldc + n0 + v * W, acc[m][v]);
     }
 }
 
-// The M % kRowBlock leftover rows: micro_kernel<T, rows> for rows = M, found by compile-time recursion.
+// M rows of C over all N columns (N a multiple of the vector width): two-vector tiles, then one single-vector tile.
+template <typename T, int M>
+inline void row_panel(const T* A, int64_t a_rs, int64_t a_cs, const T* B, int64_t ldb, int64_t K, T* C,
+                      int64_t ldc, int64_t N) {
+    constexpr int W = Simd<T>::width;
+    const int64_t wide = N / (kVecPerRow * W) * (kVecPerRow * W);
+    if (wide > 0) micro_kernel<T, M, kVecPerRow>(A, a_rs, a_cs, B, ldb, K, C, ldc, wide);
+    if (wide < N) micro_kernel<T, M, 1>(A, a_rs, a_cs, B + wide, ldb, K, C + wide, ldc, N - wide);
+}
+
+// The M % kRowBlock leftover rows: row_panel<T, rows> for rows = M, found by compile-time recursion.
 template <typename T, int Rows>
 inline void leftover_rows(int64_t M, const T* A, int64_t a_rs, int64_t a_cs, const T* B, int64_t ldb, int64_t K,
                           T* C, int64_t ldc, int64_t N) {
     if constexpr (Rows > 0) {
-        if (M == Rows) return micro_kernel<T, Rows>(A, a_rs, a_cs, B, ldb, K, C, ldc, N);
+        if (M == Rows) return row_panel<T, Rows>(A, a_rs, a_cs, B, ldb, K, C, ldc, N);
         leftover_rows<T, Rows - 1>(M, A, a_rs, a_cs, B, ldb, K, C, ldc, N);
     }
 }
 
+// C[m][n] += sum_k A(m, k) B[k][n], A(m, k) = A[m*a_rs + k*a_cs]; N a multiple of the vector width. Every C
+// element is summed over k in increasing order whatever the blocking.
 template <typename T>
 inline void gemm_acc(int64_t M, int64_t N, int64_t K, const T* A, int64_t a_rs, int64_t a_cs, const T* B,
                      int64_t ldb, T* C, int64_t ldc) {
     int64_t m = 0;
     for (; m + kRowBlock <= M; m += kRowBlock)
-        micro_kernel<T, kRowBlock>(A + m * a_rs, a_rs, a_cs, B, ldb, K, C + m * ldc, ldc, N);
+        row_panel<T, kRowBlock>(A + m * a_rs, a_rs, a_cs, B, ldb, K, C + m * ldc, ldc, N);
     leftover_rows<T, kRowBlock - 1>(M - m, A + m * a_rs, a_rs, a_cs, B, ldb, K, C + m * ldc, ldc, N);
 }
 
+// A run: a maximal piece of one output row of one image inside a tile. Within a run the patch value x_p moves
+// along an input row with a fixed step, so every gather and scatter below is a strided loop over a run instead of
+// per-element indirection.
+struct Run {
+    int64_t col, length;    // columns [col, col + length) of the tile
+    int64_t image, oh, ow;  // the first column's image and output position
+};
+
+// Where patch position (i, j) of a run falls in the input: the row (or -1 outside the image), the column of the
+// run's first element (may lie in the padding) and the run's elements [lo, hi) that fall inside the image.
+struct PatchSpan {
+    int64_t row, col, lo, hi;
+};
+
+inline PatchSpan patch_span(const Geometry& g, const Run& run, int i, int j) {
+    const int64_t row = run.oh * g.stride_y - g.pad_h + i * g.dil_h;
+    const int64_t col = run.ow * g.stride_x - g.pad_w + j * g.dil_w, step = g.stride_x;
+    if (row < 0 || row >= g.height) return PatchSpan{-1, col, 0, 0};
+    const int64_t lo = col >= 0 ? 0 : (-col + step - 1) / step;
+    const int64_t hi = col <= g.width - 1 ? std::min(run.length, (g.width - 1 - col) / step + 1) : 0;
+    return PatchSpan{row, col, std::min(lo, hi), hi};
+}
+
 // A tile of output positions [n0, n0 + count) of the flattened (batch, Ho, Wo) index, padded to `cols` columns
-// (tiles run across images, so small feature maps still fill the vectors). Per column: the image, the position
-// inside it, and per patch position the offset b*stride_b + hi*stride_h + wi*stride_w into x and the offset
-// b*C*H*W + hi*W + wi into a contiguous NCHW dx (add the channel's plane), -1 where the patch is in the padding.
+// (tiles run across images, so small feature maps still fill the vectors): its runs and, per patch position and
+// run, the span (computed once per tile, shared by every channel).
 struct Tile {
     int64_t n0 = 0, count = 0, cols = 0;
-    std::vector<int64_t> image, position;  // [cols]
-    std::vector<int64_t> grad_offset;      // [cols]: b*C_out*Ho*Wo + position, the column's place in y / grad_y
-    std::vector<int64_t> offset;           // [P][cols]
-    std::vector<int64_t> plane_offset;     // [P][cols]
+    std::vector<Run> runs;
+    std::vector<PatchSpan> spans;  // [P][runs]
 
-    void locate(const Geometry& g, const Features& f, int64_t start, int64_t n, int64_t padded) {
+    void locate(const Geometry& g, int64_t start, int64_t n, int64_t padded) {
         n0 = start, count = n, cols = padded;
-        const int64_t wo = g.out_w(), R = g.out_h() * wo, image_size = g.channels * g.height * g.width;
-        image.assign(cols, 0);
-        position.assign(cols, 0);
-        grad_offset.assign(cols, 0);
-        offset.assign(static_cast<size_t>(f.patch) * cols, -1);
-        plane_offset.assign(static_cast<size_t>(f.patch) * cols, -1);
-        for (int64_t r = 0; r < count; ++r) {
+        runs.clear();
+        const int64_t wo = g.out_w(), R = g.out_h() * wo;
+        for (int64_t r = 0; r < count;) {
             const int64_t b = (n0 + r) / R, pos = (n0 + r) % R, oh = pos / wo, ow = pos % wo;
-            image[r] = b, position[r] = pos, grad_offset[r] = b * g.out_channels * R + pos;
-            for (int p = 0; p < f.patch; ++p) {
-                const int64_t hi = oh * g.stride_y - g.pad_h + (p / g.kernel_w) * g.dil_h;
-                const int64_t wi = ow * g.stride_x - g.pad_w + (p % g.kernel_w) * g.dil_w;
-                if (hi >= 0 && hi < g.height && wi >= 0 && wi < g.width) {
-                    offset[p * cols + r] = b * g.stride_b + hi * g.stride_h + wi * g.stride_w;
-                    plane_offset[p * cols + r] = b * image_size + hi * g.width + wi;
-                }
-            }
+            const int64_t length = std::min(wo - ow, count - r);
+            runs.push_back(Run{r, length, b, oh, ow});
+            r += length;
         }
+        spans.clear();
+        for (int p = 0; p < g.patch(); ++p)
+            for (const Run& run : runs) spans.push_back(patch_span(g, run, p / g.kernel_w, p % g.kernel_w));
     }
+    const PatchSpan* spans_of(int p) const { return spans.data() + p * runs.size(); }
 };
 
 // Where each order's feature rows of a chunk of `channels` channels start, and how many per channel.
@@ -133,16 +159,52 @@ inline Layout layout(const Features& f, int64_t channels) {
     return Layout{channels, {f.patch, static_cast<int64_t>(f.pairs.size()), static_cast<int64_t>(f.triples.size())}};
 }
 
-// The features of channel c (plane `xc`) at every position of the tile, into its rows of `feat` (0 in padding).
+// Non-overlapping two-wide windows along rows (kernel width 2 = stride 2, no dilation, contiguous input rows:
+// TaylorNet's CG(2,2,c,2,2)): both kernel columns of a row read one contiguous input segment.
+inline bool column_pairs(const Geometry& g) {
+    return g.kernel_w == 2 && g.stride_x == 2 && g.dil_w == 1 && g.stride_w == 1;
+}
+
+// The features of channel c (plane `xc` of image 0) at every position of the tile, into its rows of `feat` (0 in
+// the padding and in the tile's padded columns).
 template <typename T>
-inline void build_features(const T* xc, const Tile& t, const Features& f, const Layout& l, int64_t c, T* feat) {
-    const int64_t n = t.cols;
+inline void build_features(const T* xc, const Geometry& g, const Tile& t, const Features& f, const Layout& l,
+                           int64_t c, T* feat) {
+    const int64_t n = t.cols, step = g.stride_x * g.stride_w;
     T* values = feat + l.row(0, c) * n;
-    for (int p = 0; p < f.patch; ++p) {
-        const int64_t* off = t.offset.data() + p * n;
-        T* row = values + p * n;
-        for (int64_t r = 0; r < n; ++r) row[r] = off[r] >= 0 ? xc[off[r]] : T(0);
+    const bool two_columns = column_pairs(g);
+    for (int i = 0; i < g.kernel_h; ++i) {
+        for (size_t k = 0; k < t.runs.size(); ++k) {
+            const Run& run = t.runs[k];
+            const PatchSpan* s = t.spans_of(i * g.kernel_w) + k;  // s[j * runs]: column j of kernel row i
+            const PatchSpan& s1 = s[two_columns ? t.runs.size() : 0];
+            if (two_columns && s->row >= 0 && s->lo == 0 && s1.lo == 0 && s->hi == run.length && s1.hi == run.length) {
+                // both columns from one contiguous input segment: de-interleave it in one vectorisable pass
+                const T* src = xc + run.image * g.stride_b + s->row * g.stride_h + s->col;
+                T* out0 = values + i * 2 * n + run.col;
+                T* out1 = out0 + n;
+                for (int64_t e = 0; e < run.length; ++e) {
+                    out0[e] = src[2 * e];
+                    out1[e] = src[2 * e + 1];
+                }
+                continue;
+            }
+            for (int j = 0; j < g.kernel_w; ++j, s += t.runs.size()) {
+                T* out = values + (i * g.kernel_w + j) * n + run.col;
+                std::fill(out, out + s->lo, T(0));
+                if (s->hi > s->lo) {  // src: element lo's input value
+                    const T* src = xc + run.image * g.stride_b + s->row * g.stride_h +
+                                   (s->col + s->lo * g.stride_x) * g.stride_w;
+                    if (step == 1)
+                        std::copy(src, src + (s->hi - s->lo), out + s->lo);
+                    else
+                        for (int64_t e = 0; e < s->hi - s->lo; ++e) out[s->lo + e] = src[e * step];
+                }
+                std::fill(out + s->hi, out + run.length, T(0));
+            }
+        }
     }
+    for (int p = 0; p < f.patch; ++p) std::fill(values + p * n + t.count, values + (p + 1) * n, T(0));
     T* out = feat + l.row(1, c) * n;
     for (const auto& pq : f.pairs) {
         const T* a = values + pq[0] * n;
@@ -157,6 +219,42 @@ inline void build_features(const T* xc, const Tile& t, const Features& f, const 
         const T* c3 = values + pqs[2] * n;
         for (int64_t r = 0; r < n; ++r) out[r] = a[r] * b[r] * c3[r];
         out += n;
+    }
+}
+
+// dx_c[patch position p of column r] += dxp[p][r] over the tile: the adjoint of the gather in build_features
+// (dx_c: channel c's plane of image 0 in the contiguous NCHW grad_x). Each dx element receives its terms in order
+// of kernel row, then kernel column, then tile (whichever loop form runs), so the result does not depend on the
+// thread count.
+template <typename T>
+inline void scatter_patch_gradient(const T* dxp, const Geometry& g, const Tile& t, T* dx_c) {
+    const int64_t image_size = g.channels * g.height * g.width, step = g.stride_x, n = t.cols;
+    const bool two_columns = column_pairs(g);
+    for (int i = 0; i < g.kernel_h; ++i) {
+        for (size_t k = 0; k < t.runs.size(); ++k) {
+            const Run& run = t.runs[k];
+            const PatchSpan* s = t.spans_of(i * g.kernel_w) + k;
+            const PatchSpan& s1 = s[two_columns ? t.runs.size() : 0];
+            if (two_columns && s->row >= 0 && s->lo == 0 && s1.lo == 0 && s->hi == run.length && s1.hi == run.length) {
+                T* dst = dx_c + run.image * image_size + s->row * g.width + s->col;
+                const T* in0 = dxp + i * 2 * n + run.col;
+                const T* in1 = in0 + n;
+                for (int64_t e = 0; e < run.length; ++e) {
+                    dst[2 * e] += in0[e];
+                    dst[2 * e + 1] += in1[e];
+                }
+                continue;
+            }
+            for (int j = 0; j < g.kernel_w; ++j, s += t.runs.size()) {
+                if (s->hi <= s->lo) continue;
+                T* dst = dx_c + run.image * image_size + s->row * g.width + s->col + s->lo * step;  // element lo
+                const T* in = dxp + (i * g.kernel_w + j) * n + run.col + s->lo;
+                if (step == 1)
+                    for (int64_t e = 0; e < s->hi - s->lo; ++e) dst[e] += in[e];
+                else
+                    for (int64_t e = 0; e < s->hi - s->lo; ++e) dst[e * step] += in[e];
+            }
+        }
     }
 }
 
@@ -200,8 +298,9 @@ void forward_impl(const T* x, const Weights<const T>& w, const T* bias, T* y, co
                   int threads) {
     const int64_t R = g.out_h() * g.out_w(), N = g.batch * R, cg = g.group_in(), og = g.group_out(), F = f.count;
     const int64_t rt = std::min(kTilePositions, N), tiles = (N + rt - 1) / rt, cols = pad_cols<T>(rt);
-    // Channels per feature chunk: keep the chunk's features (chunk * F * cols values) around 32 KiB.
-    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(cg, (32768 / sizeof(T)) / (F * cols)));
+    // Channels per feature chunk: the chunk's features (chunk * F * cols values) around 128 KiB, in L2, so each
+    // micro-kernel call runs over a long k range (its accumulators are loaded and stored once per call).
+    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(cg, (131072 / sizeof(T)) / (F * cols)));
     // A task owns (group, tile, block of outputs). Few tiles (small batch x map): split the outputs so every
     // thread gets work; each task then forms the tile's features itself.
     const int64_t want = std::max<int64_t>(1, (2 * threads + g.groups * tiles - 1) / (g.groups * tiles));
@@ -216,13 +315,13 @@ void forward_impl(const T* x, const Weights<const T>& w, const T* bias, T* y, co
             const int64_t grp = task / (tiles * splits), t = task / splits % tiles;
             const int64_t o0 = task % splits * ob, no = std::min(ob, og - o0);
             if (no <= 0) continue;
-            tile.locate(g, f, t * rt, std::min(rt, N - t * rt), cols);
+            tile.locate(g, t * rt, std::min(rt, N - t * rt), cols);
             for (int64_t o = 0; o < no; ++o)
                 std::fill_n(acc.data() + o * cols, cols, bias ? bias[grp * og + o0 + o] : T(0));
             for (int64_t c0 = 0; c0 < cg; c0 += chunk) {
                 const Layout l = layout(f, std::min(chunk, cg - c0));
                 for (int64_t c = 0; c < l.channels; ++c)
-                    build_features(x + (grp * cg + c0 + c) * g.stride_c, tile, f, l, c, feat.data());
+                    build_features(x + (grp * cg + c0 + c) * g.stride_c, g, tile, f, l, c, feat.data());
                 for (int d = 0; d < 3; ++d) {
                     const int64_t per = l.per_channel[d];
                     if (per == 0) continue;
@@ -230,22 +329,27 @@ void forward_impl(const T* x, const Weights<const T>& w, const T* bias, T* y, co
                                 feat.data() + l.start(d) * cols, cols, acc.data(), cols);
                 }
             }
-            for (int64_t r = 0; r < tile.count; ++r) {
-                T* y_r = y + (tile.image[r] * g.out_channels + grp * og + o0) * R + tile.position[r];
-                for (int64_t o = 0; o < no; ++o) y_r[o * R] = acc[o * cols + r];
+            for (const Run& run : tile.runs) {
+                T* y_run = y + (run.image * g.out_channels + grp * og + o0) * R + run.oh * g.out_w() + run.ow;
+                for (int64_t o = 0; o < no; ++o)
+                    std::copy_n(acc.data() + o * cols + run.col, run.length, y_run + o * R);
             }
         }
     }
 }
 
 // gy[o][r] = grad_y[image r][o][position r] (0 in padded columns) and its transpose gyt[r][o] (row length og_cols;
-// columns >= og stay 0 from allocation), transposed in cache-sized blocks.
+// columns >= og stay 0 from allocation), transposed in cache-sized blocks. grad_y points at the group's first
+// output channel.
 template <typename T>
-inline void gather_grad(const T* grad_y, int64_t R, int64_t og, const Tile& t, T* gy, T* gyt, int64_t og_cols) {
+inline void gather_grad(const T* grad_y, const Geometry& g, int64_t og, const Tile& t, T* gy, T* gyt,
+                        int64_t og_cols) {
+    const int64_t wo = g.out_w(), R = g.out_h() * wo;
     for (int64_t o = 0; o < og; ++o) {
-        const T* src = grad_y + o * R;
         T* row = gy + o * t.cols;
-        for (int64_t r = 0; r < t.count; ++r) row[r] = src[t.grad_offset[r]];
+        for (const Run& run : t.runs)
+            std::copy_n(grad_y + (run.image * g.out_channels + o) * R + run.oh * wo + run.ow, run.length,
+                        row + run.col);
         std::fill(row + t.count, row + t.cols, T(0));
     }
     constexpr int64_t kBlock = 16;
@@ -255,6 +359,23 @@ inline void gather_grad(const T* grad_y, int64_t R, int64_t og, const Tile& t, T
             T* dst = gyt + r * og_cols;
             for (int64_t o = o0; o < o1; ++o) dst[o] = gy[o * t.cols + r];
         }
+    }
+}
+
+// grad_w of order d for the task's channels: dW_d[grp*og + o][c0 + c][k] = dw[row(d, c) + k][o]. Both sides
+// are contiguous along j = c*per + k (rows of dw, runs of grad_w), so the copy walks 16 outputs at a time:
+// one cache line of dw per j, 16 sequential write streams.
+template <typename T>
+inline void store_weight_grad(const T* dw, int64_t og_cols, const Layout& l, int d, T* grad_wd, int64_t grp,
+                              int64_t og, int64_t cg, int64_t c0) {
+    const int64_t per = l.per_channel[d], n = l.channels * per, row_stride = cg * per;
+    const T* src = dw + l.start(d) * og_cols;
+    T* dst = grad_wd + (grp * og * cg + c0) * per;
+    constexpr int64_t kBlock = 16;
+    for (int64_t o0 = 0; o0 < og; o0 += kBlock) {
+        const int64_t o1 = std::min(o0 + kBlock, og);
+        for (int64_t j = 0; j < n; ++j)
+            for (int64_t o = o0; o < o1; ++o) dst[o * row_stride + j] = src[j * og_cols + o];
     }
 }
 
@@ -284,11 +405,15 @@ void backward_impl(const T* grad_y, const T* x, const Weights<const T>& w, T* gr
             const Layout l = layout(f, std::min(block, cg - c0));
             const int64_t kc = l.rows();
             std::fill(dw.begin(), dw.end(), T(0));
+            if (grad_x)  // the task's dx planes, every image
+                for (int64_t b = 0; b < g.batch; ++b)
+                    std::fill_n(grad_x + (b * g.channels + grp * cg + c0) * g.height * g.width,
+                                l.channels * g.height * g.width, T(0));
             for (int64_t t = 0; t < tiles; ++t) {
-                tile.locate(g, f, t * rt, std::min(rt, N - t * rt), cols);
+                tile.locate(g, t * rt, std::min(rt, N - t * rt), cols);
                 for (int64_t c = 0; c < l.channels; ++c)
-                    build_features(x + (grp * cg + c0 + c) * g.stride_c, tile, f, l, c, feat.data());
-                gather_grad(grad_y + grp * og * R, R, og, tile, gy.data(), gyt.data(), og_cols);
+                    build_features(x + (grp * cg + c0 + c) * g.stride_c, g, tile, f, l, c, feat.data());
+                gather_grad(grad_y + grp * og * R, g, og, tile, gy.data(), gyt.data(), og_cols);
                 // dW[k][o] += sum_r F[k][r] gY^T[r][o]
                 gemm_acc<T>(kc, og_cols, tile.count, feat.data(), cols, 1, gyt.data(), og_cols, dw.data(), og_cols);
                 if (!grad_x) continue;
@@ -302,21 +427,11 @@ void backward_impl(const T* grad_y, const T* x, const Weights<const T>& w, T* gr
                 }
                 for (int64_t c = 0; c < l.channels; ++c) {
                     patch_gradient(feat.data(), dfeat.data(), f, l, c, cols, dxp.data());
-                    T* dx_c = grad_x + (grp * cg + c0 + c) * g.height * g.width;
-                    for (int64_t r = 0; r < tile.count; ++r)
-                        for (int p = 0; p < f.patch; ++p) {
-                            const int64_t off = tile.plane_offset[p * cols + r];
-                            if (off >= 0) dx_c[off] += dxp[p * cols + r];
-                        }
+                    scatter_patch_gradient(dxp.data(), g, tile, grad_x + (grp * cg + c0 + c) * g.height * g.width);
                 }
             }
-            for (int d = 0; d < 3; ++d) {
-                const int64_t per = l.per_channel[d];
-                for (int64_t c = 0; c < l.channels && per > 0; ++c)
-                    for (int64_t o = 0; o < og; ++o)
-                        for (int64_t k = 0; k < per; ++k)
-                            grad_w.w[d][((grp * og + o) * cg + c0 + c) * per + k] = dw[(l.row(d, c) + k) * og_cols + o];
-            }
+            for (int d = 0; d < 3; ++d)
+                if (l.per_channel[d] > 0) store_weight_grad(dw.data(), og_cols, l, d, grad_w.w[d], grp, og, cg, c0);
         }
         if (grad_bias) {
 #pragma omp for schedule(static)

@@ -1,6 +1,9 @@
 """CG2d: every backend against the independent float64 reference (values and all gradients), plus the layer."""
 
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -143,6 +146,17 @@ def test_reference_equals_the_written_out_sum():
 
 
 @pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="physkernels._C not built")
+@pytest.mark.parametrize("padding", [(0, 0), (1, 1), (0, 2)])
+@pytest.mark.parametrize("width", [8, 11])
+def test_cpp_taylornet_stride_two_layers(padding, width):
+    """CG(2,2,c,2,2), the paper's main layer, takes the kernels' paired-column path (both kernel columns from one
+    input segment); with padding, runs at the image border take the general path."""
+    cfg = dict(batch=2, c_in=5, c_out=7, cg=5, h=9, w=width, kernel=(2, 2), stride=(2, 2), padding=padding,
+               dilation=(1, 1), groups=1, order=2, bias=True)
+    check_backend(cfg, "cpp", seed=width)
+
+
+@pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="physkernels._C not built")
 @pytest.mark.parametrize("seed", [5, 6, 9, 16])
 def test_cpp_float32_close_to_float64_reference(seed):
     cfg = random_config(seed)
@@ -155,27 +169,56 @@ def test_cpp_float32_close_to_float64_reference(seed):
 
 @pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="physkernels._C not built")
 def test_cpp_is_independent_of_thread_count_and_accepts_channels_last():
-    cfg = dict(batch=3, c_in=8, c_out=6, cg=4, h=11, w=9, kernel=(2, 3), stride=(1, 2), padding=(1, 1),
-               dilation=(2, 1), groups=2, order=2, bias=True)
-    x, w1, w2, bias, _ = make_args(cfg, torch.float32)
-    results = []
+    """Bitwise equal values and gradients with 1, 2 and 3 threads. The work split depends on the thread count: the
+    first layer splits the backward's channel blocks differently, the second (batch 1, one tile, 96 outputs) also
+    splits the forward's outputs into 2, 4 and 4 blocks."""
+    configs = [
+        dict(batch=3, c_in=8, c_out=6, cg=4, h=11, w=9, kernel=(2, 3), stride=(1, 2), padding=(1, 1),
+             dilation=(2, 1), groups=2, order=2, bias=True),
+        dict(batch=1, c_in=4, c_out=96, cg=4, h=6, w=7, kernel=(2, 2), stride=(1, 1), padding=(0, 0),
+             dilation=(1, 1), groups=1, order=2, bias=True),
+    ]
     threads = torch.get_num_threads()
-    try:
-        for n in (1, 2, 3):
-            torch.set_num_threads(n)
-            leaves = [t.clone().requires_grad_() for t in (x, w1, w2, bias)]
-            with physkernels.use_backend("cpp"):
-                y = cg2d(*leaves, *geometry(cfg))
-            y.backward(torch.ones_like(y))
-            results.append([y.detach()] + [t.grad for t in leaves])
-    finally:
-        torch.set_num_threads(threads)
-    for other in results[1:]:
-        for a, b in zip(results[0], other):
-            assert torch.equal(a, b)
-    with physkernels.use_backend("cpp"):
-        y_cl = cg2d(x.to(memory_format=torch.channels_last), w1, w2, bias, *geometry(cfg))
-    torch.testing.assert_close(y_cl, results[0][0], atol=1e-5, rtol=1e-5)
+    for cfg in configs:
+        x, w1, w2, bias, _ = make_args(cfg, torch.float32)
+        results = []
+        try:
+            for n in (1, 2, 3):
+                torch.set_num_threads(n)
+                leaves = [t.clone().requires_grad_() for t in (x, w1, w2, bias)]
+                with physkernels.use_backend("cpp"):
+                    y = cg2d(*leaves, *geometry(cfg))
+                y.backward(torch.ones_like(y))
+                results.append([y.detach()] + [t.grad for t in leaves])
+        finally:
+            torch.set_num_threads(threads)
+        for other in results[1:]:
+            for a, b in zip(results[0], other):
+                assert torch.equal(a, b)
+        with physkernels.use_backend("cpp"):
+            y_cl = cg2d(x.to(memory_format=torch.channels_last), w1, w2, bias, *geometry(cfg))
+        torch.testing.assert_close(y_cl, results[0][0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="physkernels._C not built")
+@pytest.mark.parametrize("isa", ["baseline", "avx2+fma"])
+def test_cpp_every_instruction_set_matches_reference(isa):
+    """The C++ kernels are compiled per instruction set and picked at run time (AVX-512 here); PHYSKERNELS_CG2D_ISA
+    caps the choice once per process, so the narrower variants run in a fresh interpreter."""
+    script = (
+        "import sys, physkernels._C as C, test_cg2d as t\n"
+        "print(C.cg2d.isa())\n"
+        "if C.cg2d.isa() != sys.argv[1]: sys.exit(0)\n"
+        "for seed in range(40): t.check_backend(t.random_config(seed), 'cpp', seed=seed)\n"
+        "t.test_cpp_taylornet_stride_two_layers((1, 1), 11)\n"
+        "t.test_cpp_is_independent_of_thread_count_and_accepts_channels_last()\n")
+    env = dict(os.environ, PHYSKERNELS_CG2D_ISA=isa.split("+")[0],
+               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(physkernels.__file__)),
+                                           os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]))
+    run = subprocess.run([sys.executable, "-c", script, isa], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    if run.stdout.split()[0] != isa:
+        pytest.skip(f"this CPU cannot run the {isa} kernels")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -250,6 +293,73 @@ def test_torch_compile_fullgraph():
     x.grad = None
     layer(x).sum().backward()
     torch.testing.assert_close(grad_compiled, x.grad)
+
+
+def test_torch_compile_traces_the_custom_op_and_eager_calls_bypass_it():
+    """Under torch.compile the graph holds physkernels::cg2d (opaque to the compiler, with its fake and autograd
+    registrations); an eager call runs the same kernels through the lighter autograd.Function instead."""
+    traced = []
+
+    def recording_backend(gm, example_inputs):
+        traced.extend(str(node.target) for node in gm.graph.nodes if node.op == "call_function")
+        return gm.forward
+
+    x, w1, w2, bias, _ = make_args(GRADCHECK_CONFIGS[0], torch.float32)
+    layer = CG2d(2, 3, 2, stride=(2, 1), padding=(1, 0), dilation=(1, 2))
+    torch.compile(layer, fullgraph=True, backend=recording_backend)(x)
+    assert "physkernels.cg2d.default" in traced
+    assert type(layer(x).grad_fn).__name__ == "_EagerCG2dBackward"
+
+
+def test_torch_export_records_the_custom_op():
+    layer = CG2d(4, 6, 2, stride=2)
+    x = torch.randn(2, 4, 9, 9)
+    exported = torch.export.export(layer, (x,))
+    assert [str(n.target) for n in exported.graph.nodes if n.op == "call_function"] == ["physkernels.cg2d.default"]
+    torch.testing.assert_close(exported.module()(x), layer(x))
+
+
+@pytest.mark.parametrize("backend", ["reference"] + CPU_BACKENDS)
+@pytest.mark.parametrize("cfg", GRADCHECK_CONFIGS)
+def test_eager_path_equals_the_custom_op(backend, cfg):
+    """Both paths call the same backend implementations: values and all gradients agree bit for bit."""
+    if backend == "triton" and cfg["order"] == 3:
+        pytest.skip("triton implements order 2")
+    x, w1, w2, bias, w3 = make_args(cfg)
+    s, p, d, g = geometry(cfg)
+    results = []
+    for path in ("eager", "custom op"):
+        leaves = [t.clone().requires_grad_() for t in (x, w1, w2, bias, w3) if t is not None]
+        xl, w1l, w2l, bl, *w3l = leaves
+        with physkernels.use_backend(backend):
+            if path == "eager":
+                y = cg2d(xl, w1l, w2l, bl, s, p, d, g, weight3=w3l[0] if w3l else None)
+            else:
+                y = _cg2d(xl, w1l, w2l, w3l[0] if w3l else None, bl, list(s), list(p), list(d), g)
+            results.append([y] + list(torch.autograd.grad(y, leaves, torch.ones_like(y))))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+def test_fake_tensors_take_the_custom_op():
+    """Shape propagation with fake tensors (what export and the compiler's tracing do) never reaches a kernel."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x = torch.empty(2, 4, 9, 7)
+        w1, w2, bias = torch.empty(6, 2, 2, 3), torch.empty(6, 2, num_pairs(6)), torch.empty(6)
+        y = cg2d(x, w1, w2, bias, stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
+    assert y.shape == (2, 6, 5, 5)
+
+
+def test_second_derivatives_are_refused():
+    """The fused backward is not itself differentiable: asking for a second derivative raises instead of silently
+    returning a wrong one."""
+    x, w1, w2, bias, _ = make_args(GRADCHECK_CONFIGS[0])
+    x.requires_grad_()
+    (gx,) = torch.autograd.grad(cg2d(x, w1, w2, bias, *geometry(GRADCHECK_CONFIGS[0])).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        torch.autograd.grad(gx.sum(), x)
 
 
 # ---------------------------------------------------------------------------------------------------------------

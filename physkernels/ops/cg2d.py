@@ -33,6 +33,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .. import _extensions
 from ..backends import BackendUnavailableError, OpDispatcher, get_backend, why_unavailable
@@ -219,10 +220,11 @@ _SECOND_ORDER_ONLY = ("triton", "cuda")
 _CUDA_MAX_PATCH = 16  # physkernels._C_cuda.cg2d.max_patch
 
 
-def _resolve(dispatcher: OpDispatcher, device, third_order: bool, patch: int):
-    """The implementation to run. ``auto`` skips backends that cannot take the call: triton/cuda lack third-order
-    terms, the CUDA kernels take patches of at most 16 positions."""
-    name = dispatcher.resolve(device)
+def _resolve(device, third_order: bool, patch: int) -> str:
+    """The backend to run (its forward and backward implementations share the name). ``auto`` skips backends that
+    cannot take the call: triton/cuda lack third-order terms, the CUDA kernels take patches of at most 16
+    positions."""
+    name = _forward.resolve(device)
     reason = None
     if third_order and name in _SECOND_ORDER_ONLY:
         reason = f"backend {name!r} implements order 2 only (weight3 was given)"
@@ -231,10 +233,10 @@ def _resolve(dispatcher: OpDispatcher, device, third_order: bool, patch: int):
         reason = f"the cuda backend takes kernels of at most {_CUDA_MAX_PATCH} positions, got {patch}"
         fallback = "triton" if why_unavailable("triton", device) is None else "reference"
     if reason is None:
-        return dispatcher._impls[name]
+        return name
     if get_backend() != "auto":
         raise BackendUnavailableError(f"cg2d: {reason}; choose another backend")
-    return dispatcher._impls[fallback]
+    return fallback
 
 
 @_forward.register("reference")
@@ -244,16 +246,19 @@ def _forward_reference(x, weight, weight2, weight3, bias, stride, padding, dilat
 
 @_backward.register("reference")
 def _backward_reference(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
-    inputs = [t.detach().requires_grad_(True) for t in (x, weight, weight2)]
-    extra = [t.detach().requires_grad_(True) if t is not None else None for t in (weight3, bias)]
-    with torch.enable_grad():
-        y = reference_cg2d(*inputs, *extra, stride, padding, dilation, groups)
-        leaves = inputs + [t for t in extra if t is not None]
-        grads = list(torch.autograd.grad(y, leaves, grad))
-    dx, dw1, dw2 = grads[:3]
-    rest = iter(grads[3:])
-    dw3 = next(rest) if weight3 is not None else None
-    dbias = next(rest) if bias is not None else None
+    """The vector-Jacobian product of :func:`reference_cg2d` (``torch.func.vjp``, which also works inside the
+    custom op, where the dispatcher has switched plain autograd off)."""
+    tensors = (x, weight, weight2, weight3, bias)
+    present = [t is not None for t in tensors]
+
+    def reference(*given):
+        it = iter(given)
+        args = [next(it) if p else None for p in present]
+        return reference_cg2d(*args, stride, padding, dilation, groups)
+
+    _, vjp = torch.func.vjp(reference, *(t for t in tensors if t is not None))
+    grads = iter(vjp(grad))
+    dx, dw1, dw2, dw3, dbias = (next(grads) if p else None for p in present)
     return (dx if compute_dx else None), dw1, dw2, dw3, dbias
 
 
@@ -285,7 +290,7 @@ def _forward_cpp(x, weight, weight2, weight3, bias, stride, padding, dilation, g
 @_backward.register("cpp")
 def _backward_cpp(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
     grad = grad.contiguous()
-    dx = torch.zeros(x.shape, dtype=x.dtype, device=x.device) if compute_dx else None
+    dx = torch.empty(x.shape, dtype=x.dtype, device=x.device) if compute_dx else None
     dw1, dw2 = torch.empty_like(weight), torch.empty_like(weight2)
     dw3 = torch.empty_like(weight3) if weight3 is not None else None
     dbias = torch.empty_like(bias) if bias is not None else None
@@ -350,7 +355,7 @@ def _backward_cuda(grad, x, weight, weight2, weight3, bias, stride, padding, dil
 def _cg2d(x: torch.Tensor, weight: torch.Tensor, weight2: torch.Tensor, weight3: Optional[torch.Tensor],
           bias: Optional[torch.Tensor], stride: list[int], padding: list[int], dilation: list[int],
           groups: int) -> torch.Tensor:
-    impl = _resolve(_forward, x.device, weight3 is not None, weight.shape[2] * weight.shape[3])
+    impl = _forward._impls[_resolve(x.device, weight3 is not None, weight.shape[2] * weight.shape[3])]
     return impl(x, weight.contiguous(), weight2.contiguous(), None if weight3 is None else weight3.contiguous(),
                 bias, tuple(stride), tuple(padding), tuple(dilation), groups)
 
@@ -366,7 +371,7 @@ def _cg2d_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, we
                    padding: list[int], dilation: list[int], groups: int,
                    compute_dx: bool) -> list[torch.Tensor]:
     """Returns [dx, dweight, dweight2, dweight3, dbias]; absent ones (no W3, no bias, not compute_dx) are empty."""
-    impl = _resolve(_backward, x.device, weight3 is not None, weight.shape[2] * weight.shape[3])
+    impl = _backward._impls[_resolve(x.device, weight3 is not None, weight.shape[2] * weight.shape[3])]
     grads = impl(grad, x, weight.contiguous(), weight2.contiguous(),
                  None if weight3 is None else weight3.contiguous(), bias, tuple(stride), tuple(padding),
                  tuple(dilation), groups, compute_dx)
@@ -401,6 +406,42 @@ def _backward_fn(ctx, grad):
 _cg2d.register_autograd(_backward_fn, setup_context=_setup_context)
 
 
+class _EagerCG2d(torch.autograd.Function):
+    """Eager-mode twin of the custom op: the same backend implementations without the custom-op dispatch layers
+    (their cost, a few hundred microseconds per forward+backward on a 2-core CPU, is as large as a batch-1 layer's
+    whole kernel time). The backend is resolved once, in the forward, and the backward runs the same one.
+    ``torch.compile``, export and fake-tensor tracing use the custom op instead (see :func:`cg2d`)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
+        weight, weight2 = weight.contiguous(), weight2.contiguous()
+        weight3 = None if weight3 is None else weight3.contiguous()
+        ctx.backend = _resolve(x.device, weight3 is not None, weight.shape[2] * weight.shape[3])
+        ctx.save_for_backward(x, weight, weight2, weight3, bias)
+        ctx.geometry = (stride, padding, dilation, groups)
+        return _forward._impls[ctx.backend](x, weight, weight2, weight3, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight, weight2, weight3, bias = ctx.saved_tensors
+        dx, dw1, dw2, dw3, dbias = _backward._impls[ctx.backend](grad, x, weight, weight2, weight3, bias,
+                                                                 *ctx.geometry, ctx.needs_input_grad[0])
+        return dx, dw1, dw2, dw3, dbias, None, None, None, None
+
+
+_PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+_is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)  # torch < 2.5 exports through dynamo only
+
+
+def _plain_eager_call(tensors) -> bool:
+    """True when the kernels can be called directly: no compiler or exporter tracing, no dispatch mode (fake or
+    proxy tensors, opcheck's checks) and only plain tensors and parameters (no tensor subclasses)."""
+    return (not torch.compiler.is_compiling() and not _is_exporting()
+            and _get_current_dispatch_mode() is None
+            and all(t is None or type(t) in _PLAIN_TENSOR_TYPES for t in tensors))
+
+
 def cg2d(x: torch.Tensor, weight: torch.Tensor, weight2: torch.Tensor, bias: Optional[torch.Tensor] = None,
          stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1, *,
          weight3: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -416,7 +457,13 @@ def cg2d(x: torch.Tensor, weight: torch.Tensor, weight2: torch.Tensor, bias: Opt
         weight3: optional W3, (C_out, C_in/groups, P(P+1)(P+2)/6), triples p <= q <= s lexicographic.
 
     Returns:
-        y: (B, C_out, Ho, Wo) with nn.Conv2d's output size, contiguous NCHW. Differentiable in every tensor.
+        y: (B, C_out, Ho, Wo) with nn.Conv2d's output size, contiguous NCHW. Differentiable in every tensor (once:
+        the gradients are not themselves differentiable).
+
+    Runs the custom op ``torch.ops.physkernels.cg2d`` under ``torch.compile``, export and fake-tensor tracing; in
+    eager mode it calls the same kernels through a lighter ``autograd.Function``.
     """
     stride, padding, dilation = _validate(x, weight, weight2, weight3, bias, stride, padding, dilation, groups)
+    if _plain_eager_call((x, weight, weight2, weight3, bias)):
+        return _EagerCG2d.apply(x, weight, weight2, weight3, bias, stride, padding, dilation, groups)
     return _cg2d(x, weight, weight2, weight3, bias, list(stride), list(padding), list(dilation), groups)
