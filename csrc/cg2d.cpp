@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu_isa.h"
 #include "parallel.h"
 
 // The 32-byte vector helpers are inline; their ABI never crosses a call boundary of the baseline build.
@@ -61,26 +62,10 @@ namespace avx512 {
 #pragma GCC pop_options
 #endif
 
-enum class Isa { baseline, avx2, avx512 };
-
 // The widest instruction set this CPU runs; PHYSKERNELS_CG2D_ISA=baseline|avx2|avx512 caps it (read once, at the
-// first call: the tests run every kernel variant that way, and it reproduces bits across machines, since float
-// rounding differs between instruction sets, never between thread counts).
-Isa detect_isa() {
-    const char* cap = std::getenv("PHYSKERNELS_CG2D_ISA");
-    const std::string limit = cap && *cap ? cap : "avx512";
-#ifdef PHYSKERNELS_CG2D_X86
-    if (limit == "avx512" && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
-        return Isa::avx512;
-    if ((limit == "avx512" || limit == "avx2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return Isa::avx2;
-#endif
-    (void)limit;
-    return Isa::baseline;
-}
-
+// first call: the tests run every kernel variant that way).
 Isa active_isa() {
-    static const Isa isa = detect_isa();
+    static const Isa isa = widest_isa_level("PHYSKERNELS_CG2D_ISA");
     return isa;
 }
 

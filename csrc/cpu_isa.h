@@ -24,4 +24,12 @@ inline const char* widest_isa(const char* cap_env) {
     return "baseline";
 }
 
+enum class Isa { baseline, avx2, avx512 };
+
+// widest_isa as an enum, for switch-based dispatch.
+inline Isa widest_isa_level(const char* cap_env) {
+    const std::string name = widest_isa(cap_env);
+    return name == "avx512" ? Isa::avx512 : name == "avx2" ? Isa::avx2 : Isa::baseline;
+}
+
 }  // namespace physkernels

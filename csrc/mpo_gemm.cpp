@@ -38,15 +38,10 @@ const char* selected_isa() {
 }
 
 namespace {
-enum class Isa { baseline, avx2, avx512 };
 Isa isa() {
-    static const Isa chosen = [] {
-        const std::string name = selected_isa();
-        return name == "avx512" ? Isa::avx512 : name == "avx2" ? Isa::avx2 : Isa::baseline;
-    }();
+    static const Isa chosen = widest_isa_level("PHYSKERNELS_MPO_ISA");
     return chosen;
 }
-
 }  // namespace
 
 template <typename T>
