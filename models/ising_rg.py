@@ -64,7 +64,7 @@ class Settings:
 
 
 QUICK = Settings(L=8, n_critical=200, n_wide=400, wide_betas=20, grid_betas=5, grid_lattices=20, epochs=1,
-                 regressor_epochs=3, regressor_seeds=2, bootstrap=50)
+                 regressor_epochs=15, regressor_seeds=2, bootstrap=50)
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
