@@ -56,6 +56,7 @@ class Settings:
     lr: float = 1e-3
     l1: float = 1e-5
     regressor_lr: float = 1e-3
+    regressor_final_lr: float = 1e-5
     regressor_l1: float = 1e-5
     regressor_batch: int = 10
     regressor_seeds: int = 3
@@ -287,8 +288,9 @@ def _weight_analysis(ae, shallow: dict, L: int, out: str) -> dict:
 
 # ------------------------------------------------------------------------------------------ AE-WR, regressor
 def regressor_config(s: Settings, seed: int) -> rg.TrainConfig:
+    """Adam at ``regressor_lr``, cosine-decayed to ``regressor_final_lr`` (equal values: constant)."""
     return rg.TrainConfig(epochs=s.regressor_epochs, batch_size=s.regressor_batch, lr=s.regressor_lr,
-                          l1=s.regressor_l1, seed=seed)
+                          final_lr=s.regressor_final_lr, l1=s.regressor_l1, seed=seed)
 
 
 def train_regressors(s: Settings, out: str, progress: bool, L: int) -> tuple[list[rg.BetaRegressor], list[dict]]:
@@ -432,6 +434,9 @@ def stage_flow(s: Settings, out: str, progress: bool) -> dict:
     per_seed = [rg.line_crossing(betas, on_ae[k].mean(1))[2] for k in range(len(regressors))]
     seed_std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
     crossing_error = float(np.hypot(boot["std"], seed_std))
+    calibrated = [calibrate(betas, on_input[k].mean(1), on_ae[k].mean(1)) for k in range(len(regressors))]
+    calibrated_crossings = [rg.line_crossing(betas, c)[2] if np.all(np.isfinite(c)) else float("nan")
+                            for c in calibrated]
     decimated_curve = on_decimated.mean((0, 2))
     two_steps = rg.flow_beta(rg.flow_beta(torch.tensor(betas, dtype=torch.float64))).numpy()
     fixed_point = rg.flow_fixed_point()
@@ -442,6 +447,10 @@ def stage_flow(s: Settings, out: str, progress: bool) -> dict:
               "ae_crossing_error": crossing_error, "ae_crossing_bootstrap_std": boot["std"],
               "ae_crossing_bootstrap_ci95": boot["ci95"], "ae_crossing_per_seed": per_seed,
               "ae_crossing_seed_std": seed_std, "paper_ae_crossing": PAPER["ae_crossing"],
+              "beta_prime_ae_calibrated": np.mean(calibrated, 0).tolist(),
+              "ae_crossing_calibrated": float(np.mean(calibrated_crossings)),
+              "ae_crossing_calibrated_seed_std": float(np.std(calibrated_crossings, ddof=1))
+              if len(calibrated_crossings) > 1 else 0.0,
               "beta_prime_decimated": decimated_curve.tolist(),
               "beta_prime_decimated_crossings": rg.curve_crossings(betas, decimated_curve),
               "beta_prime_two_decimation_steps_eq5": two_steps.tolist(),
@@ -452,6 +461,15 @@ def stage_flow(s: Settings, out: str, progress: bool) -> dict:
     return result
 
 
+def calibrate(betas: np.ndarray, on_input: np.ndarray, readings: np.ndarray) -> np.ndarray:
+    """Undo the regressor's own bias: map each reading through the inverse of its calibration curve
+    ``beta -> mean reading of equilibrium lattices at beta`` (``on_input``), interpolated linearly. Readings are
+    clipped to the calibrated range; ``nan`` everywhere when the curve is not increasing (no inverse)."""
+    if np.any(np.diff(on_input) <= 0):
+        return np.full_like(readings, np.nan)
+    return np.interp(readings, on_input, betas)
+
+
 def _plot_flow(r: dict, spread: np.ndarray, path: str) -> None:
     betas = np.array(r["beta"])
     fig, ax = plt.subplots(figsize=(7, 6))
@@ -460,6 +478,9 @@ def _plot_flow(r: dict, spread: np.ndarray, path: str) -> None:
     ax.plot(betas, r["fit_slope"] * betas + r["fit_intercept"], "-", color="tab:blue", lw=1,
             label=f"line fit: crosses at {r['ae_crossing']:.4f} +- {r['ae_crossing_error']:.4f} (paper 0.4527)")
     ax.plot(betas, r["beta_regressor_on_input"], "x", ms=4, color="tab:green", label="regressor on the inputs")
+    ax.plot(betas, r["beta_prime_ae_calibrated"], "^", ms=4, mfc="none", color="tab:purple",
+            label=f"AE-WR outputs, calibrated by the inputs' readings (line crosses at "
+                  f"{r['ae_crossing_calibrated']:.4f} +- {r['ae_crossing_calibrated_seed_std']:.4f})")
     ax.plot(betas, r["beta_prime_decimated"], "s", ms=4, mfc="none", color="tab:red",
             label="beta' of lattices decimated twice (L/2 regressor)")
     fine = np.linspace(0, max(0.6, r["decimation_fixed_point"] + 0.05), 200)
@@ -517,10 +538,12 @@ def write_bench_results(out: str, results_dir: str, stem: str, timing: dict) -> 
     regressor.add(**{"lattice": f"{s['L']}x{s['L']}", "seed": "mean of seeds",
                      "test MSE (grid)": wide["regressor"]["ensemble_test_mse"]})
     regressor.add(**{"lattice": "32x32 (paper)", "epochs": "until MSE 0.0035", "train MSE": 0.0035})
+    schedule = (f"cosine-decayed to {s['regressor_final_lr']}" if s["regressor_final_lr"] != s["regressor_lr"]
+                else "constant")
     regressor.notes += [
         f"wide-range set: {s['n_wide']} lattices on {s['wide_betas']} betas ~ U[0.01, 0.6), 20% validation; "
         f"test grid: {s['grid_betas']} betas in [0.025, 0.5] x {s['grid_lattices']} fresh lattices",
-        f"Adam lr {s['regressor_lr']}, batch {s['regressor_batch']}, L1 {s['regressor_l1']}, output layer "
+        f"Adam lr {s['regressor_lr']} ({schedule}), batch {s['regressor_batch']}, L1 {s['regressor_l1']}, output layer "
         f"initialised to the constant mean beta; variance of beta in the set {wide['regressor']['beta_variance']:.4f}",
         "the L/2 regressor is trained the same way on an L/2 wide-range set; it measures decimated lattices"]
     crossing = ResultTable("flow", "RG flow (Fig. 16): fixed points beta' = beta", ["quantity", "here", "paper"])
@@ -531,6 +554,8 @@ def write_bench_results(out: str, results_dir: str, stem: str, timing: dict) -> 
     crossing.add(quantity="  crossing per regressor seed",
                  here=", ".join(f"{c:.4f}" for c in flow["ae_crossing_per_seed"]))
     crossing.add(quantity="  line fit slope / intercept", here=f"{flow['fit_slope']:.3f} / {flow['fit_intercept']:.3f}")
+    crossing.add(quantity="AE-WR line crossing, readings calibrated by the regressor on the inputs",
+                 here=f"{flow['ae_crossing_calibrated']:.4f} +- {flow['ae_crossing_calibrated_seed_std']:.4f}")
     crossing.add(quantity="decimation flow Eq. 5 fixed point", here=f"{flow['decimation_fixed_point']:.4f}",
                  paper=f"{flow['paper_decimation_fixed_point']:.3f}")
     crossing.add(quantity="measured beta' of lattices decimated twice: crossings",

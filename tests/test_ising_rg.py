@@ -271,6 +271,44 @@ def test_checkpoint_resume_is_exact(tmp_path):
         torch.testing.assert_close(fresh.state_dict()[k], v)
 
 
+def test_cosine_learning_rate_schedule_and_exact_resume(tmp_path):
+    config = rg.TrainConfig(epochs=4, lr=1e-2, final_lr=1e-4, l1=0.0)
+    lrs = [config.lr_at(e) for e in range(4)]
+    assert lrs[0] == pytest.approx(1e-2) and all(a > b > 1e-4 for a, b in zip(lrs, lrs[1:]))
+    assert config.lr_at(4) == pytest.approx(1e-4) and lrs[2] == pytest.approx(0.5 * (1e-2 + 1e-4))
+    assert rg.TrainConfig(lr=3e-3).lr_at(7) == 3e-3
+    x = random_spins(60, 4, 4, seed=11).float().flatten(1)
+    y = x[:, 0].abs() * 0.3
+    torch.manual_seed(3)
+    straight = rg.BetaRegressor(4)
+    state = {k: v.clone() for k, v in straight.state_dict().items()}
+    history = rg.fit(straight, x, y, rg.mse_loss, config, progress=False)
+    assert history["lr"] == pytest.approx(lrs)
+    resumed = rg.BetaRegressor(4)
+    resumed.load_state_dict(state)
+    path = str(tmp_path / "ck.pt")
+    calls = []
+
+    def crashing_loss(prediction, target):  # 5 training batches + 1 validation pass per epoch: dies in epoch 3
+        calls.append(1)
+        if len(calls) > 12:
+            raise KeyboardInterrupt
+        return rg.mse_loss(prediction, target)
+
+    with pytest.raises(KeyboardInterrupt):
+        rg.fit(resumed, x, y, crashing_loss, config, checkpoint=path, progress=False)
+    assert torch.load(path, weights_only=False)["history"]["epochs_trained"] == 2
+    fresh = rg.BetaRegressor(4)
+    history = rg.fit(fresh, x, y, rg.mse_loss, config, checkpoint=path, progress=False)
+    assert history["lr"] == pytest.approx(lrs)
+    for k, v in straight.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[k], v)
+    with pytest.raises(ValueError, match="final_lr"):
+        rg.TrainConfig(lr=1e-3, final_lr=1e-2)
+    with pytest.raises(ValueError, match="final_lr"):
+        rg.TrainConfig(final_lr=0.0)
+
+
 def test_l1_regularisation_shrinks_weights():
     L = 4
     x = random_spins(100, L, L, seed=7).float().flatten(1)
