@@ -8,10 +8,12 @@ Stages (each a subcommand; ``all`` runs them in order, later stages reuse what e
 * ``shallow``: trains CG-n-n/2, CG-n/2-n/4, UP-n/4-n/2, UP-n/2-n on (lattice, decimated lattice) pairs.
 * ``models``: Models 1, 2, 3 (and the hard-coded Model 3-H) wired as in Table I; losses (Fig. 9 / A.1),
   reconstructions (Fig. 10), weight matrices and spin correlations W W^T (Fig. 11-12).
-* ``widerange``: AE-WR (Model 1 on the wide-range set, Fig. A.2) and the beta regressor (Fig. 15).
+* ``widerange``: AE-WR (Model 1 on the wide-range set, Fig. A.2) and the beta regressors (Fig. 15): several seeds
+  for ``L x L`` lattices and, trained on an ``L/2`` wide-range set, for decimated lattices.
 * ``entropy``: local 3x3 Shannon entropy vs beta of input, AE-WR output and decimated lattice (Fig. 13-14).
-* ``flow``: beta predicted for AE-WR outputs vs beta, its crossing with beta' = beta (paper: 0.4527), next to the
-  decimation flow beta' = 3/8 ln cosh 4 beta (fixed point 0.507; paper: 0.505) (Fig. 16).
+* ``flow``: beta predicted for AE-WR outputs vs beta, its line-fit crossing with beta' = beta (paper: 0.4527) with
+  a bootstrap + seed error, beta' measured on lattices decimated twice, next to the decimation flow
+  beta' = 3/8 ln cosh 4 beta (fixed point 0.507; paper: 0.505) (Fig. 16). ``--results-dir`` writes stamped tables.
 * ``rbm``: the Bernoulli RBM on L = 4 Ising data vs exact enumeration (see ``models/ising_rbm.py``).
 
 ``--quick`` runs everything on 8x8 lattices and a few hundred samples in well under a minute. The default is
@@ -52,7 +54,7 @@ class Settings:
     grid_betas: int = 20
     grid_lattices: int = 1000
     epochs: int = 20
-    regressor_epochs: int = 20
+    regressor_epochs: int = 25
     lr: float = 1e-3
     l1: float = 1e-5
     regressor_lr: float = 1e-3
