@@ -8,10 +8,12 @@ Stages (each a subcommand; ``all`` runs them in order, later stages reuse what e
 * ``shallow``: trains CG-n-n/2, CG-n/2-n/4, UP-n/4-n/2, UP-n/2-n on (lattice, decimated lattice) pairs.
 * ``models``: Models 1, 2, 3 (and the hard-coded Model 3-H) wired as in Table I; losses (Fig. 9 / A.1),
   reconstructions (Fig. 10), weight matrices and spin correlations W W^T (Fig. 11-12).
-* ``widerange``: AE-WR (Model 1 on the wide-range set, Fig. A.2) and the beta regressor (Fig. 15).
+* ``widerange``: AE-WR (Model 1 on the wide-range set, Fig. A.2) and the beta regressors (Fig. 15): several seeds
+  for ``L x L`` lattices and, trained on an ``L/2`` wide-range set, for decimated lattices.
 * ``entropy``: local 3x3 Shannon entropy vs beta of input, AE-WR output and decimated lattice (Fig. 13-14).
-* ``flow``: beta predicted for AE-WR outputs vs beta, its crossing with beta' = beta (paper: 0.4527), next to the
-  decimation flow beta' = 3/8 ln cosh 4 beta (fixed point 0.507; paper: 0.505) (Fig. 16).
+* ``flow``: beta predicted for AE-WR outputs vs beta, its line-fit crossing with beta' = beta (paper: 0.4527) with
+  a bootstrap + seed error, beta' measured on lattices decimated twice, next to the decimation flow
+  beta' = 3/8 ln cosh 4 beta (fixed point 0.507; paper: 0.505) (Fig. 16). ``--results-dir`` writes stamped tables.
 * ``rbm``: the Bernoulli RBM on L = 4 Ising data vs exact enumeration (see ``models/ising_rbm.py``).
 
 ``--quick`` runs everything on 8x8 lattices and a few hundred samples in well under a minute. The default is
@@ -34,6 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from physkernels.benchmarks.harness import ResultTable, write_results  # noqa: E402
 from physkernels.physics import rg  # noqa: E402
 from physkernels.physics.ising import sample  # noqa: E402
 
@@ -46,19 +49,25 @@ PAPER = {"loss_model1": 0.276, "loss_model2": 0.338, "loss_model3": 0.600, "val_
 class Settings:
     L: int = 32
     n_critical: int = 10000
-    n_wide: int = 10000
-    wide_betas: int = 100
+    n_wide: int = 50000
+    wide_betas: int = 500
     grid_betas: int = 20
-    grid_lattices: int = 200
+    grid_lattices: int = 1000
     epochs: int = 20
-    regressor_epochs: int = 20
+    regressor_epochs: int = 25
     lr: float = 1e-3
     l1: float = 1e-5
+    regressor_lr: float = 1e-3
+    regressor_final_lr: float = 1e-5
+    regressor_l1: float = 1e-5
+    regressor_batch: int = 10
+    regressor_seeds: int = 3
+    bootstrap: int = 1000
     seed: int = 0
 
 
-QUICK = Settings(L=8, n_critical=200, n_wide=200, wide_betas=5, grid_betas=5, grid_lattices=20, epochs=1,
-                 regressor_epochs=2)
+QUICK = Settings(L=8, n_critical=200, n_wide=400, wide_betas=20, grid_betas=5, grid_lattices=20, epochs=1,
+                 regressor_epochs=15, regressor_seeds=2, bootstrap=50)
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
@@ -104,33 +113,52 @@ def grid_betas(s: Settings) -> np.ndarray:
     return np.linspace(0.025, 0.5, s.grid_betas)
 
 
-def stage_data(s: Settings, out: str, progress: bool) -> dict:
-    def critical():
+def critical_set(s: Settings, out: str, progress: bool) -> dict:
+    """``n_critical`` lattices at ``beta = 0.4352`` and their two successive decimations."""
+    def make():
         x = sample(s.L, BETA_DATA, s.n_critical, seed=s.seed, progress=progress)
         d1 = rg.decimate(x)
         return {"x": x, "d1": d1, "d2": rg.decimate(d1), "beta": BETA_DATA}
 
-    def wide():
+    return _cached(_path(out, "data", "critical.pt"), make)
+
+
+def wide_set(s: Settings, out: str, progress: bool, L: int | None = None) -> dict:
+    """``n_wide`` ``L x L`` lattices (default ``L = s.L``) with beta uniform in [0.01, 0.6): ``wide_betas``
+    temperatures drawn at random, one Monte Carlo run each. The ``L/2`` set trains the regressor that measures
+    the beta of decimated lattices."""
+    L = s.L if L is None else L
+    seed_offset = 1 if L == s.L else 200_000
+
+    def make():
         rng = np.random.default_rng(s.seed)
         betas = np.sort(rng.uniform(0.01, 0.6, s.wide_betas))
         counts = np.full(s.wide_betas, s.n_wide // s.wide_betas)
         counts[: s.n_wide % s.wide_betas] += 1
         xs, bs = [], []
-        for i, (beta, n) in enumerate(tqdm(list(zip(betas, counts)), desc="wide-range set", disable=not progress)):
-            xs.append(sample(s.L, float(beta), int(n), seed=s.seed + 1 + i))
+        for i, (beta, n) in enumerate(tqdm(list(zip(betas, counts)), desc=f"wide-range set {L}x{L}",
+                                           disable=not progress)):
+            xs.append(sample(L, float(beta), int(n), seed=s.seed + seed_offset + i))
             bs.append(torch.full((int(n),), float(beta)))
         return {"x": torch.cat(xs), "beta": torch.cat(bs)}
 
-    def grid():
+    return _cached(_path(out, "data", "wide.pt" if L == s.L else f"wide_L{L}.pt"), make)
+
+
+def grid_set(s: Settings, out: str, progress: bool) -> dict:
+    """The test grid: ``grid_lattices`` fresh lattices at each of ``grid_betas`` betas in [0.025, 0.5]."""
+    def make():
         betas = grid_betas(s)
         xs = [sample(s.L, float(b), s.grid_lattices, seed=s.seed + 100_000 + i)
               for i, b in enumerate(tqdm(betas, desc="test grid", disable=not progress))]
         return {"x": torch.stack(xs), "beta": torch.tensor(betas)}
 
-    data = {"critical": _cached(_path(out, "data", "critical.pt"), critical),
-            "wide": _cached(_path(out, "data", "wide.pt"), wide),
-            "grid": _cached(_path(out, "data", "grid.pt"), grid)}
-    return data
+    return _cached(_path(out, "data", "grid.pt"), make)
+
+
+def stage_data(s: Settings, out: str, progress: bool) -> dict:
+    return {"critical": critical_set(s, out, progress), "wide": wide_set(s, out, progress),
+            "wide_half": wide_set(s, out, progress, s.L // 2), "grid": grid_set(s, out, progress)}
 
 
 # ---------------------------------------------------------------------------------------------- shallow nets
@@ -140,9 +168,9 @@ def shallow_pairs(critical: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]
 
 
 def stage_shallow(s: Settings, out: str, progress: bool) -> dict:
-    data = stage_data(s, out, progress)
+    critical = critical_set(s, out, progress)
     nets, results = {}, {}
-    for role, (inputs, targets) in shallow_pairs(data["critical"]).items():
+    for role, (inputs, targets) in shallow_pairs(critical).items():
         torch.manual_seed(s.seed)
         net = rg.shallow_net(role, s.L)
         history = rg.fit(net, inputs, targets, rg.hinge_loss, _config(s, s.epochs),
@@ -152,7 +180,7 @@ def stage_shallow(s: Settings, out: str, progress: bool) -> dict:
         results[rg.shallow_name(role, s.L)] = {"train_loss": history["train_loss"][-1],
                                                "val_loss": history["val_loss"][-1], "history": history}
     for role in ("HCG1", "HCG2"):  # the hard-coded nets on the same task as CG1/CG2, for comparison
-        inputs, targets = shallow_pairs(data["critical"])["CG" + role[-1]]
+        inputs, targets = shallow_pairs(critical)["CG" + role[-1]]
         with torch.no_grad():
             results[rg.shallow_name(role, s.L)] = {"loss": float(rg.hinge_loss(rg.shallow_net(role, s.L)(inputs),
                                                                                targets))}
@@ -162,9 +190,9 @@ def stage_shallow(s: Settings, out: str, progress: bool) -> dict:
 
 # ------------------------------------------------------------------------------------------------ Models 1-3
 def stage_models(s: Settings, out: str, progress: bool) -> dict:
-    data = stage_data(s, out, progress)
+    critical = critical_set(s, out, progress)
     shallow = stage_shallow(s, out, progress)
-    x = _flat(data["critical"]["x"])
+    x = _flat(critical["x"])
     models, histories = {}, {}
     for kind in rg.TABLE_I:
         torch.manual_seed(s.seed)
@@ -177,7 +205,7 @@ def stage_models(s: Settings, out: str, progress: bool) -> dict:
                       "trainable": models[kind].trainable()} for kind, h in histories.items()}
     summary["weights"] = _weight_analysis(models["model1"], shallow, s.L, out)
     _plot_losses(histories, _path(out, "fig09_losses.png"))
-    _plot_reconstructions(models, data["critical"]["x"][: 3], s.L, _path(out, "fig10_reconstructions.png"))
+    _plot_reconstructions(models, critical["x"][: 3], s.L, _path(out, "fig10_reconstructions.png"))
     _write_json(_path(out, "models.json"), {"settings": dataclasses.asdict(s), "paper": PAPER, "models": summary,
                                             "histories": histories})
     return models
@@ -261,41 +289,99 @@ def _weight_analysis(ae, shallow: dict, L: int, out: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ AE-WR, regressor
-def stage_widerange(s: Settings, out: str, progress: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
-    data = stage_data(s, out, progress)
-    x, beta = _flat(data["wide"]["x"]), data["wide"]["beta"].float()
+def regressor_config(s: Settings, seed: int) -> rg.TrainConfig:
+    """Adam at ``regressor_lr``, cosine-decayed to ``regressor_final_lr`` (equal values: constant)."""
+    return rg.TrainConfig(epochs=s.regressor_epochs, batch_size=s.regressor_batch, lr=s.regressor_lr,
+                          final_lr=s.regressor_final_lr, l1=s.regressor_l1, seed=seed)
+
+
+def train_regressors(s: Settings, out: str, progress: bool, L: int) -> tuple[list[rg.BetaRegressor], list[dict]]:
+    """``regressor_seeds`` beta regressors for ``L x L`` lattices, trained on the ``L x L`` wide-range set
+    (seeds ``s.seed + k`` for the initialisation, the validation split and the shuffling)."""
+    wide = wide_set(s, out, progress, L)
+    x, beta = _flat(wide["x"]), wide["beta"].float()
+    regressors, histories = [], []
+    for k in range(s.regressor_seeds):
+        torch.manual_seed(s.seed + k)
+        model = rg.BetaRegressor(L, initial_beta=float(beta.mean()))
+        history = rg.fit(model, x, beta, rg.mse_loss, regressor_config(s, s.seed + k),
+                         checkpoint=_path(out, "checkpoints", f"regressor_L{L}_seed{k}.pt"),
+                         desc=f"beta regressor {L}x{L} #{k}", progress=progress)
+        history["dead_relu_fraction"] = model.dead_fraction(x)
+        regressors.append(model)
+        histories.append(history)
+    return regressors, histories
+
+
+def predict_beta(regressors: list[rg.BetaRegressor], lattices: torch.Tensor) -> np.ndarray:
+    """Beta predicted by every regressor for every lattice: ``(n_regressors, N)`` for lattices ``(N, L, L)``."""
+    with torch.no_grad():
+        x = _flat(lattices)
+        return torch.stack([model(x) for model in regressors]).numpy()
+
+
+def stage_widerange(s: Settings, out: str, progress: bool) -> tuple[torch.nn.Module, list, list]:
+    """AE-WR and the beta regressors (for ``L`` and for the ``L/2`` decimated lattices); Fig. 15."""
+    x = _flat(wide_set(s, out, progress)["x"])
+    grid = grid_set(s, out, progress)
     torch.manual_seed(s.seed)
     ae = rg.build_model("model1", s.L)
     ae_history = rg.fit(ae, x, x, rg.hinge_loss, _config(s, s.epochs), checkpoint=_path(out, "checkpoints",
                         "ae_wr.pt"), desc="AE-WR", progress=progress)
-    regressor = rg.BetaRegressor(s.L)
-    reg_history = rg.fit(regressor, x, beta, rg.mse_loss, _config(s, s.regressor_epochs),
-                         checkpoint=_path(out, "checkpoints", "regressor.pt"), desc="beta regressor",
-                         progress=progress)
-    grid = data["grid"]
-    with torch.no_grad():
-        predicted = regressor(_flat(grid["x"].flatten(0, 1))).reshape(grid["x"].shape[:2])
-    actual = grid["beta"].float()[:, None].expand_as(predicted)
-    test_mse = float(((predicted - actual) ** 2).mean())
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    ax.errorbar(grid["beta"], predicted.mean(1), yerr=predicted.std(1), fmt="o", ms=3, label="test lattices")
-    ax.plot([0, 0.6], [0, 0.6], "k-", lw=0.8, label="predicted = actual")
-    ax.set(xlabel="actual beta", ylabel="predicted beta", title=f"Fig. 15: beta regressor (test MSE {test_mse:.4f})")
-    ax.legend()
-    _save_figure(fig, _path(out, "fig15_regressor.png"))
+    regressors, histories = train_regressors(s, out, progress, s.L)
+    half_regressors, half_histories = train_regressors(s, out, progress, s.L // 2)
+    n_beta, n_lattices = grid["x"].shape[:2]
+    predicted = predict_beta(regressors, grid["x"].flatten(0, 1)).reshape(len(regressors), n_beta, n_lattices)
+    betas = grid["beta"].numpy()
+    error = predicted - betas[None, :, None]
+    ensemble = predicted.mean(0)
+    test = {"test_mse": [float(v) for v in (error ** 2).mean((1, 2))],
+            "ensemble_test_mse": float(((ensemble - betas[:, None]) ** 2).mean()),
+            "ensemble_test_mse_by_beta": ((ensemble - betas[:, None]) ** 2).mean(1).tolist(),
+            "ensemble_mean_by_beta": ensemble.mean(1).tolist(), "ensemble_std_by_beta": ensemble.std(1).tolist()}
+    _plot_regressor(betas, ensemble, histories, half_histories, test["ensemble_test_mse"],
+                    _path(out, "fig15_regressor.png"))
+
+    def summary(hs: list[dict]) -> dict:
+        return {"train_mse": [h["train_loss"][-1] for h in hs], "val_mse": [h["val_loss"][-1] for h in hs],
+                "dead_relu_fraction": [h["dead_relu_fraction"] for h in hs], "epochs": hs[0]["epochs_trained"],
+                "histories": hs}
+
     _write_json(_path(out, "widerange.json"), {
+        "settings": dataclasses.asdict(s),
         "ae_wr": {"train_loss": ae_history["train_loss"][-1], "val_loss": ae_history["val_loss"][-1],
                   "paper": {"train_loss": 0.347, "val_loss": 0.357}, "history": ae_history},
-        "regressor": {"train_mse": reg_history["train_loss"][-1], "val_mse": reg_history["val_loss"][-1],
-                      "test_mse": test_mse, "paper_train_mse": 0.0035, "history": reg_history}})
-    return ae, regressor
+        "regressor": {**summary(histories), **test, "paper_train_mse": 0.0035,
+                      "beta_variance": float(wide_set(s, out, progress)["beta"].var())},
+        "regressor_half": {"L": s.L // 2, **summary(half_histories)}})
+    return ae, regressors, half_regressors
+
+
+def _plot_regressor(betas: np.ndarray, ensemble: np.ndarray, histories: list[dict], half_histories: list[dict],
+                    test_mse: float, path: str) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    left.errorbar(betas, ensemble.mean(1), yerr=ensemble.std(1), fmt="o", ms=3, capsize=2,
+                  label="test lattices: mean +- std over lattices")
+    left.plot([0, 0.6], [0, 0.6], "k-", lw=0.8, label="predicted = actual")
+    left.set(xlabel="actual beta", ylabel="predicted beta",
+             title=f"Fig. 15: beta regressor, {len(histories)}-seed mean (test MSE {test_mse:.4f})")
+    left.legend(fontsize=8)
+    for k, (h, hh) in enumerate(zip(histories, half_histories)):
+        epochs = np.arange(1, len(h["val_loss"]) + 1)
+        right.plot(epochs, h["train_loss"], color=f"C{k}", lw=0.8, label=f"seed {k} train")
+        right.plot(epochs, h["val_loss"], color=f"C{k}", ls="--", label=f"seed {k} validation")
+        right.plot(np.arange(1, len(hh["val_loss"]) + 1), hh["val_loss"], color=f"C{k}", ls=":", lw=0.8,
+                   label=f"seed {k} validation, L/2 regressor")
+    right.axhline(0.0035, color="k", lw=0.8, label="paper (train) 0.0035")
+    right.set(xlabel="epoch", ylabel="MSE", yscale="log", title="regressor training")
+    right.legend(fontsize=7)
+    _save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------- entropy
 def stage_entropy(s: Settings, out: str, progress: bool) -> dict:
-    data = stage_data(s, out, progress)
-    ae, _ = stage_widerange(s, out, progress)
-    grid = data["grid"]
+    ae, _, _ = stage_widerange(s, out, progress)
+    grid = grid_set(s, out, progress)
     curves = {"input": [], "autoencoder": [], "decimated": []}
     with torch.no_grad():
         for x in grid["x"]:
@@ -329,41 +415,87 @@ def stage_entropy(s: Settings, out: str, progress: bool) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- flow
-def line_crossing(beta: np.ndarray, predicted: np.ndarray) -> tuple[float, float, float]:
-    """Least-squares line ``predicted = a beta + b`` and its crossing with ``beta' = beta`` (``b / (1 - a)``)."""
-    a, b = np.polyfit(beta, predicted, 1)
-    return float(a), float(b), float(b / (1 - a)) if a != 1 else float("nan")
-
-
 def stage_flow(s: Settings, out: str, progress: bool) -> dict:
-    data = stage_data(s, out, progress)
-    ae, regressor = stage_widerange(s, out, progress)
-    grid = data["grid"]
-    with torch.no_grad():
-        lattices = _flat(grid["x"].flatten(0, 1))
-        on_input = regressor(lattices).reshape(grid["x"].shape[:2]).mean(1).numpy()
-        on_output = regressor(rg.to_spins(ae(lattices))).reshape(grid["x"].shape[:2]).mean(1).numpy()
+    """Fig. 16: beta' measured by the regressors on AE-WR outputs and on lattices decimated twice.
+
+    The AE crossing with ``beta' = beta`` is the paper's straight-line fit through the per-beta mean of the
+    seed-averaged predictions. Its error combines (in quadrature) a bootstrap over the test lattices and the
+    spread of the crossings obtained with each regressor seed alone (AE-WR itself is trained once).
+    """
+    ae, regressors, half_regressors = stage_widerange(s, out, progress)
+    grid = grid_set(s, out, progress)
     betas = grid["beta"].numpy()
-    a, b, crossing = line_crossing(betas, on_output)
+    shape = (len(regressors), *grid["x"].shape[:2])
+    lattices = grid["x"].flatten(0, 1)
+    with torch.no_grad():
+        ae_outputs = rg.to_spins(ae(_flat(lattices))).reshape(lattices.shape)
+    on_input = predict_beta(regressors, lattices).reshape(shape)
+    on_ae = predict_beta(regressors, ae_outputs).reshape(shape)
+    on_decimated = predict_beta(half_regressors, rg.decimate(rg.decimate(lattices))).reshape(shape)
+    boot = rg.bootstrap_crossing(betas, on_ae.mean(0), n_boot=s.bootstrap, seed=s.seed)
+    per_seed = [rg.line_crossing(betas, on_ae[k].mean(1))[2] for k in range(len(regressors))]
+    seed_std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
+    crossing_error = float(np.hypot(boot["std"], seed_std))
+    calibrated = [calibrate(betas, on_input[k].mean(1), on_ae[k].mean(1)) for k in range(len(regressors))]
+    calibrated_crossings = [rg.line_crossing(betas, c)[2] if np.all(np.isfinite(c)) else float("nan")
+                            for c in calibrated]
+    decimated_curve = on_decimated.mean((0, 2))
+    two_steps = rg.flow_beta(rg.flow_beta(torch.tensor(betas, dtype=torch.float64))).numpy()
     fixed_point = rg.flow_fixed_point()
-    fig, ax = plt.subplots(figsize=(6, 5))
-    ax.plot(betas, on_output, "o", ms=4, color="tab:blue", label="beta' of AE-WR outputs (regressor)")
-    ax.plot(betas, a * betas + b, "-", color="tab:blue", lw=1, label=f"fit: crosses at {crossing:.4f}")
-    ax.plot(betas, on_input, "x", ms=4, color="tab:green", label="regressor on the inputs")
-    fine = np.linspace(0, max(0.6, fixed_point + 0.05), 200)
-    ax.plot(fine, [rg.flow_beta(float(t)) for t in fine], "r-", label=f"decimation 3/8 ln cosh 4beta "
-                                                                         f"(fixed point {fixed_point:.4f})")
-    ax.plot(fine, fine, "k-", lw=0.8, label="beta' = beta")
-    ax.axvline(rg.BETA_C, color="gray", ls=":", label=f"beta_c = {rg.BETA_C:.4f}")
-    ax.set(xlabel="beta", ylabel="beta'", title="Fig. 16: AE flow vs decimation flow (paper crossing 0.4527)")
-    ax.legend(fontsize=7)
-    _save_figure(fig, _path(out, "fig16_flow.png"))
-    result = {"beta": betas.tolist(), "beta_prime_ae": on_output.tolist(), "beta_regressor_on_input": on_input.tolist(),
-              "fit_slope": a, "fit_intercept": b, "ae_crossing": crossing, "paper_ae_crossing": PAPER["ae_crossing"],
+    result = {"beta": betas.tolist(), "beta_prime_ae": on_ae.mean((0, 2)).tolist(),
+              "beta_prime_ae_std_over_lattices": on_ae.mean(0).std(1).tolist(),
+              "beta_regressor_on_input": on_input.mean((0, 2)).tolist(),
+              "fit_slope": boot["slope"], "fit_intercept": boot["intercept"], "ae_crossing": boot["crossing"],
+              "ae_crossing_error": crossing_error, "ae_crossing_bootstrap_std": boot["std"],
+              "ae_crossing_bootstrap_ci95": boot["ci95"], "ae_crossing_per_seed": per_seed,
+              "ae_crossing_seed_std": seed_std, "paper_ae_crossing": PAPER["ae_crossing"],
+              "beta_prime_ae_calibrated": np.mean(calibrated, 0).tolist(),
+              "ae_crossing_calibrated": float(np.mean(calibrated_crossings)),
+              "ae_crossing_calibrated_seed_std": float(np.std(calibrated_crossings, ddof=1))
+              if len(calibrated_crossings) > 1 else 0.0,
+              "beta_prime_decimated": decimated_curve.tolist(),
+              "beta_prime_decimated_crossings": rg.curve_crossings(betas, decimated_curve),
+              "beta_prime_two_decimation_steps_eq5": two_steps.tolist(),
               "decimation_fixed_point": fixed_point, "paper_decimation_fixed_point": PAPER["decimation_fixed_point"],
               "beta_c": rg.BETA_C}
+    _plot_flow(result, on_ae.mean(0).std(1), _path(out, "fig16_flow.png"))
     _write_json(_path(out, "flow.json"), result)
     return result
+
+
+def calibrate(betas: np.ndarray, on_input: np.ndarray, readings: np.ndarray) -> np.ndarray:
+    """Undo the regressor's own bias: map each reading through the inverse of its calibration curve
+    ``beta -> mean reading of equilibrium lattices at beta`` (``on_input``), interpolated linearly. Readings are
+    clipped to the calibrated range; ``nan`` everywhere when the curve is not increasing (no inverse)."""
+    if np.any(np.diff(on_input) <= 0):
+        return np.full_like(readings, np.nan)
+    return np.interp(readings, on_input, betas)
+
+
+def _plot_flow(r: dict, spread: np.ndarray, path: str) -> None:
+    betas = np.array(r["beta"])
+    fig, ax = plt.subplots(figsize=(8, 7))
+    ax.errorbar(betas, r["beta_prime_ae"], yerr=spread, fmt="o", ms=4, capsize=2, color="tab:blue",
+                label="beta' of AE-WR outputs (regressor; bars: std over lattices)")
+    ax.plot(betas, r["fit_slope"] * betas + r["fit_intercept"], "-", color="tab:blue", lw=1,
+            label=f"line fit: crosses at {r['ae_crossing']:.4f} +- {r['ae_crossing_error']:.4f} (paper 0.4527)")
+    ax.plot(betas, r["beta_regressor_on_input"], "x", ms=4, color="tab:green", label="regressor on the inputs")
+    ax.plot(betas, r["beta_prime_ae_calibrated"], "^", ms=4, mfc="none", color="tab:purple",
+            label=f"AE-WR outputs, calibrated by the inputs' readings (line crosses at "
+                  f"{r['ae_crossing_calibrated']:.4f} +- {r['ae_crossing_calibrated_seed_std']:.4f})")
+    ax.plot(betas, r["beta_prime_decimated"], "s", ms=4, mfc="none", color="tab:red",
+            label="beta' of lattices decimated twice (L/2 regressor)")
+    fine = np.linspace(0, max(0.6, r["decimation_fixed_point"] + 0.05), 200)
+    once = rg.flow_beta(torch.tensor(fine, dtype=torch.float64))
+    ax.plot(fine, once.numpy(), "r-", label=f"decimation, Eq. 5: 3/8 ln cosh 4beta (fixed point "
+                                            f"{r['decimation_fixed_point']:.4f})")
+    ax.plot(fine, rg.flow_beta(once).numpy(), "r--", lw=0.8, label="Eq. 5 applied twice")
+    ax.plot(fine, fine, "k-", lw=0.8, label="beta' = beta")
+    ax.axvline(r["beta_c"], color="gray", ls=":", label=f"beta_c = {r['beta_c']:.4f}")
+    ax.set(xlabel="beta", ylabel="beta'", xlim=(0, fine[-1]), ylim=(0, 0.85),
+           title="Fig. 16: flow of the AE-WR vs decimation")
+    ax.legend(fontsize=6.5, loc="upper left")
+    _save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
@@ -381,8 +513,65 @@ def run_all(s: Settings, out: str, progress: bool) -> dict:
             summary[name] = json.load(f)
     for key in ("models", "widerange", "shallow"):  # keep the summary short: drop per-epoch histories
         summary[key].pop("histories", None)
+    summary["widerange"]["ae_wr"].pop("history", None)
+    for key in ("regressor", "regressor_half"):
+        summary["widerange"][key].pop("histories", None)
     _write_json(_path(out, "summary.json"), summary)
     return summary
+
+
+def write_bench_results(out: str, results_dir: str, stem: str, timing: dict) -> tuple[str, str]:
+    """Stamped tables (machine, date, commit) of the regressor (Fig. 15) and flow (Fig. 16) results found in
+    ``out``, written as ``<results_dir>/<stem>.json|md``."""
+    with open(os.path.join(out, "widerange.json")) as f:
+        wide = json.load(f)
+    with open(os.path.join(out, "flow.json")) as f:
+        flow = json.load(f)
+    s = wide["settings"]
+    regressor = ResultTable("regressor", "Beta regressor (Fig. 15): n-n/2 (tanh)-1 (ReLU), MSE",
+                            ["lattice", "seed", "epochs", "train MSE", "val MSE", "test MSE (grid)",
+                             "dead ReLU fraction"])
+    for key in ("regressor", "regressor_half"):
+        r, L = wide[key], s["L"] if key == "regressor" else s["L"] // 2
+        for k in range(len(r["val_mse"])):
+            regressor.add(**{"lattice": f"{L}x{L}", "seed": k, "epochs": r["epochs"], "train MSE": r["train_mse"][k],
+                             "val MSE": r["val_mse"][k], "dead ReLU fraction": r["dead_relu_fraction"][k],
+                             "test MSE (grid)": r["test_mse"][k] if key == "regressor" else None})
+    regressor.add(**{"lattice": f"{s['L']}x{s['L']}", "seed": "mean of seeds",
+                     "test MSE (grid)": wide["regressor"]["ensemble_test_mse"]})
+    regressor.add(**{"lattice": "32x32 (paper)", "epochs": "until MSE 0.0035", "train MSE": 0.0035})
+    schedule = (f"cosine-decayed to {s['regressor_final_lr']}" if s["regressor_final_lr"] != s["regressor_lr"]
+                else "constant")
+    regressor.notes += [
+        f"wide-range set: {s['n_wide']} lattices on {s['wide_betas']} betas ~ U[0.01, 0.6), 20% validation; "
+        f"test grid: {s['grid_betas']} betas in [0.025, 0.5] x {s['grid_lattices']} fresh lattices",
+        f"Adam lr {s['regressor_lr']} ({schedule}), batch {s['regressor_batch']}, L1 {s['regressor_l1']}, output layer "
+        f"initialised to the constant mean beta; variance of beta in the set {wide['regressor']['beta_variance']:.4f}",
+        "the L/2 regressor is trained the same way on an L/2 wide-range set; it measures decimated lattices"]
+    crossing = ResultTable("flow", "RG flow (Fig. 16): fixed points beta' = beta", ["quantity", "here", "paper"])
+    crossing.add(quantity="AE-WR line crossing", here=f"{flow['ae_crossing']:.4f} +- {flow['ae_crossing_error']:.4f}",
+                 paper=str(flow["paper_ae_crossing"]))
+    crossing.add(quantity="  bootstrap std over test lattices / std over regressor seeds",
+                 here=f"{flow['ae_crossing_bootstrap_std']:.4f} / {flow['ae_crossing_seed_std']:.4f}")
+    crossing.add(quantity="  crossing per regressor seed",
+                 here=", ".join(f"{c:.4f}" for c in flow["ae_crossing_per_seed"]))
+    crossing.add(quantity="  line fit slope / intercept", here=f"{flow['fit_slope']:.3f} / {flow['fit_intercept']:.3f}")
+    measured = rg.curve_crossings(flow["beta"], flow["beta_prime_ae"])
+    crossing.add(quantity="AE-WR points themselves (no fit): crossings inside the grid",
+                 here=", ".join(f"{c:.4f}" for c in measured) or "none: beta' > beta at every grid beta")
+    crossing.add(quantity="AE-WR line crossing, readings calibrated by the regressor on the inputs",
+                 here=f"{flow['ae_crossing_calibrated']:.4f} +- {flow['ae_crossing_calibrated_seed_std']:.4f}")
+    crossing.add(quantity="decimation flow Eq. 5 fixed point", here=f"{flow['decimation_fixed_point']:.4f}",
+                 paper=f"{flow['paper_decimation_fixed_point']:.3f}")
+    crossing.add(quantity="measured beta' of lattices decimated twice: crossings",
+                 here=", ".join(f"{c:.4f}" for c in flow["beta_prime_decimated_crossings"]) or "none in grid")
+    crossing.add(quantity="exact beta_c", here=f"{flow['beta_c']:.4f}", paper="0.4352 (the paper's value)")
+    crossing.notes.append(f"AE-WR: {s['epochs']} epochs, hinge loss train {wide['ae_wr']['train_loss']:.3f} / "
+                          f"val {wide['ae_wr']['val_loss']:.3f} (paper 0.347 / 0.357, 4000 epochs)")
+    cost = ResultTable("cost", "Wall and CPU time of this run", ["stage", "wall s", "CPU s", "threads"])
+    cost.add(**{"stage": timing["stage"], "wall s": timing["wall_s"], "CPU s": timing["cpu_s"],
+                "threads": timing["threads"]})
+    return write_results([regressor, crossing, cost], results_dir, stem)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -395,6 +584,9 @@ def main(argv: list[str] | None = None) -> None:
                             default=None, help=f"default {getattr(Settings(), field.name)} (quick: "
                                                f"{getattr(QUICK, field.name)})")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--results-dir", default=None,
+                        help="also write stamped regressor/flow tables <stem>.json|md here (e.g. bench/results)")
+    parser.add_argument("--stem", default="ising_rg", help="file stem for --results-dir")
     args, rest = parser.parse_known_args(argv)
     if args.stage == "rbm":
         from models import ising_rbm
@@ -409,11 +601,19 @@ def main(argv: list[str] | None = None) -> None:
     settings = dataclasses.replace(base, **overrides)
     os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress
+    wall, cpu = time.perf_counter(), time.process_time()
     if args.stage == "all":
         summary = run_all(settings, args.out, progress)
         print(json.dumps({k: summary[k] for k in ("seconds", "flow") if k in summary}, indent=1)[:2000])
     else:
         STAGES[args.stage](settings, args.out, progress)
+    timing = {"stage": args.stage, "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
+              "threads": torch.get_num_threads()}
+    _write_json(_path(args.out, f"timing_{args.stage}.json"), timing)
+    if args.results_dir:
+        if args.stage not in ("all", "flow"):
+            parser.error("--results-dir needs the flow stage (flow or all)")
+        write_bench_results(args.out, args.results_dir, args.stem, timing)
     print(f"results in {args.out}")
 
 

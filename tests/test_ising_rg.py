@@ -271,6 +271,44 @@ def test_checkpoint_resume_is_exact(tmp_path):
         torch.testing.assert_close(fresh.state_dict()[k], v)
 
 
+def test_cosine_learning_rate_schedule_and_exact_resume(tmp_path):
+    config = rg.TrainConfig(epochs=4, lr=1e-2, final_lr=1e-4, l1=0.0)
+    lrs = [config.lr_at(e) for e in range(4)]
+    assert lrs[0] == pytest.approx(1e-2) and all(a > b > 1e-4 for a, b in zip(lrs, lrs[1:]))
+    assert config.lr_at(4) == pytest.approx(1e-4) and lrs[2] == pytest.approx(0.5 * (1e-2 + 1e-4))
+    assert rg.TrainConfig(lr=3e-3).lr_at(7) == 3e-3
+    x = random_spins(60, 4, 4, seed=11).float().flatten(1)
+    y = x[:, 0].abs() * 0.3
+    torch.manual_seed(3)
+    straight = rg.BetaRegressor(4)
+    state = {k: v.clone() for k, v in straight.state_dict().items()}
+    history = rg.fit(straight, x, y, rg.mse_loss, config, progress=False)
+    assert history["lr"] == pytest.approx(lrs)
+    resumed = rg.BetaRegressor(4)
+    resumed.load_state_dict(state)
+    path = str(tmp_path / "ck.pt")
+    calls = []
+
+    def crashing_loss(prediction, target):  # 5 training batches + 1 validation pass per epoch: dies in epoch 3
+        calls.append(1)
+        if len(calls) > 12:
+            raise KeyboardInterrupt
+        return rg.mse_loss(prediction, target)
+
+    with pytest.raises(KeyboardInterrupt):
+        rg.fit(resumed, x, y, crashing_loss, config, checkpoint=path, progress=False)
+    assert torch.load(path, weights_only=False)["history"]["epochs_trained"] == 2
+    fresh = rg.BetaRegressor(4)
+    history = rg.fit(fresh, x, y, rg.mse_loss, config, checkpoint=path, progress=False)
+    assert history["lr"] == pytest.approx(lrs)
+    for k, v in straight.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[k], v)
+    with pytest.raises(ValueError, match="final_lr"):
+        rg.TrainConfig(lr=1e-3, final_lr=1e-2)
+    with pytest.raises(ValueError, match="final_lr"):
+        rg.TrainConfig(final_lr=0.0)
+
+
 def test_l1_regularisation_shrinks_weights():
     L = 4
     x = random_spins(100, L, L, seed=7).float().flatten(1)
@@ -298,13 +336,106 @@ def test_losses_and_bad_input():
         rg.TrainConfig(batch_size=0)
 
 
+# ------------------------------------------------------------------------------------------- beta regressor
+def test_regressor_starts_as_the_constant_mean_predictor():
+    x = random_spins(500, 16, 16, seed=9).float().flatten(1)
+    torch.manual_seed(0)
+    regressor = rg.BetaRegressor(16, initial_beta=0.31)
+    torch.testing.assert_close(regressor(x), torch.full((500,), 0.31))
+    assert regressor.dead_fraction(x) == 0.0
+    # Keras' default output layer (the old behaviour) puts about half the lattices on the ReLU's flat side.
+    torch.manual_seed(0)
+    assert 0.3 < rg.BetaRegressor(16, initial_beta=None).dead_fraction(x) < 0.7
+    with pytest.raises(ValueError, match="initial_beta"):
+        rg.BetaRegressor(16, initial_beta=0.0)
+
+
+@pytest.fixture(scope="module")
+def small_wide_range_set():
+    """8x8 Monte Carlo lattices on 30 betas evenly spread over [0.01, 0.6], 60 each (the package's sampler)."""
+    from physkernels.physics.ising import sample
+
+    betas = np.linspace(0.01, 0.6, 30)
+    x = torch.cat([sample(8, float(b), 60, seed=i) for i, b in enumerate(betas)]).flatten(1).float()
+    return x, torch.tensor(np.repeat(betas, 60), dtype=torch.float32)
+
+
+def test_regressor_learns_beta(small_wide_range_set):
+    """The paper's recipe (Adam, batch 10, MSE, L1 1e-5) with the output layer started at the mean beta learns
+    beta: validation MSE far below the variance of beta, predictions rising with beta, no dead ReLU. With Keras'
+    default output initialisation the same run stalls above the variance (dead ReLU, the bug of issue 6)."""
+    x, beta = small_wide_range_set
+    torch.manual_seed(0)
+    regressor = rg.BetaRegressor(8, initial_beta=float(beta.mean()))
+    history = rg.fit(regressor, x, beta, rg.mse_loss, rg.TrainConfig(epochs=12), progress=False)
+    variance = float(beta.var())
+    assert history["val_loss"][-1] < 0.4 * variance
+    assert regressor.dead_fraction(x) < 0.05
+    with torch.no_grad():
+        means = regressor(x).reshape(30, 60).mean(1).numpy()
+    assert np.corrcoef(means, np.linspace(0.01, 0.6, 30))[0, 1] > 0.95
+    assert means[:10].mean() < means[10:20].mean() < means[20:].mean()
+
+
+# -------------------------------------------------------------------------------------------------- crossings
+def test_line_crossing_of_exact_lines():
+    for slope, intercept in ((0.5, 0.2), (-0.3, 0.6), (2.0, -0.5)):
+        beta = np.linspace(0.0, 0.6, 7)
+        a, b, crossing = rg.line_crossing(beta, slope * beta + intercept)
+        assert (a, b) == pytest.approx((slope, intercept), abs=1e-12)
+        assert crossing == pytest.approx(intercept / (1 - slope))
+    assert math.isnan(rg.line_crossing([0.0, 1.0], [1.0, 2.0])[2])  # parallel to the diagonal
+    with pytest.raises(ValueError, match="same length"):
+        rg.line_crossing([0.1, 0.2], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="beta_prime"):
+        rg.line_crossing([0.1, 0.2], [0.1, float("nan")])
+
+
+def test_curve_crossing_finds_the_decimation_fixed_point():
+    """The analytic flow of Eq. 5 crosses the diagonal at 0 and at its fixed point 0.50698."""
+    beta = np.linspace(0.3, 0.7, 81)
+    crossings = rg.curve_crossings(beta, rg.flow_beta(torch.tensor(beta)).numpy())
+    assert len(crossings) == 1 and crossings[0] == pytest.approx(rg.flow_fixed_point(), abs=2e-5)
+    # Near the fixed point a local straight-line fit gives the same answer.
+    near = np.linspace(0.49, 0.52, 7)
+    assert rg.line_crossing(near, rg.flow_beta(torch.tensor(near)).numpy())[2] == pytest.approx(
+        rg.flow_fixed_point(), abs=1e-4)
+    assert rg.curve_crossings([0.1, 0.2, 0.3], [0.0, 0.2, 0.1]) == [0.2]
+    assert rg.curve_crossings([0.1, 0.2], [0.0, 0.1]) == []
+    with pytest.raises(ValueError, match="increasing"):
+        rg.curve_crossings([0.2, 0.1], [0.2, 0.1])
+
+
+def test_bootstrap_crossing_covers_the_truth():
+    """Noisy per-lattice predictions around the line 0.5 beta + 0.2 (crossing 0.4): the estimate is within a few
+    bootstrap standard deviations of 0.4, and that standard deviation matches the spread over fresh data sets."""
+    beta = np.linspace(0.025, 0.5, 20)
+    rng = np.random.default_rng(3)
+
+    def draw():
+        return (0.5 * beta + 0.2)[:, None] + 0.05 * rng.standard_normal((20, 200))
+
+    result = rg.bootstrap_crossing(beta, draw(), n_boot=400, seed=1)
+    assert abs(result["crossing"] - 0.4) < 4 * result["std"]
+    assert result["ci95"][0] < result["crossing"] < result["ci95"][1]
+    spread = np.std([rg.line_crossing(beta, draw().mean(1))[2] for _ in range(200)])
+    assert result["std"] == pytest.approx(spread, rel=0.3)
+    with pytest.raises(ValueError, match="predictions"):
+        rg.bootstrap_crossing(beta, np.ones((19, 5)))
+    with pytest.raises(ValueError, match="n_boot"):
+        rg.bootstrap_crossing(beta, np.ones((20, 5)), n_boot=1)
+
+
 # ------------------------------------------------------------------------------------------------------ driver
 def test_quick_pipeline_end_to_end(tmp_path):
     """The whole study on 8x8 lattices: every figure and JSON is written and the numbers are sane."""
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    subprocess.run([sys.executable, "-m", "models.ising_rg", "--quick", "--no-progress", "--out", str(out)],
-                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "models.ising_rg", "--quick", "--no-progress", "--out", str(out),
+                    "--results-dir", str(tmp_path / "bench")], cwd=ROOT, env=env, check=True, capture_output=True,
+                   timeout=300)
+    table = (tmp_path / "bench" / "ising_rg.md").read_text()
+    assert "commit" in table and "AE-WR line crossing" in table and "dead ReLU fraction" in table
     for name in ("fig09_losses", "fig10_reconstructions", "fig11_weights", "fig12_spin_correlation",
                  "fig13_entropy", "fig14_lattices", "fig15_regressor", "fig16_flow"):
         assert (out / f"{name}.png").stat().st_size > 1000, name
@@ -319,4 +450,7 @@ def test_quick_pipeline_end_to_end(tmp_path):
     assert entropy["input"][0] > entropy["input"][-1]  # hot lattices are more disordered
     flow = summary["flow"]
     assert flow["decimation_fixed_point"] == pytest.approx(rg.flow_fixed_point())
-    assert len(flow["beta_prime_ae"]) == 5 and math.isfinite(flow["fit_slope"])
+    assert len(flow["beta_prime_ae"]) == len(flow["beta_prime_decimated"]) == 5 and math.isfinite(flow["fit_slope"])
+    assert len(flow["ae_crossing_per_seed"]) == 2 and flow["ae_crossing_error"] >= flow["ae_crossing_bootstrap_std"]
+    regressor = summary["widerange"]["regressor"]
+    assert len(regressor["val_mse"]) == 2 and summary["widerange"]["regressor_half"]["L"] == 4

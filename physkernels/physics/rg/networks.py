@@ -161,17 +161,34 @@ class BetaRegressor(nn.Module):
     """Inverse-temperature regressor of Sec. II G (Eq. 9-11): ``n -> n/2 (tanh) -> 1 (ReLU)``, with biases.
 
     ``(B, n)`` linearised lattices -> ``(B,)`` predicted beta. (For ``L = 32``: 1024-512-1.)
+
+    Initialisation: the hidden layer as in Keras (Glorot uniform, zero bias). The output layer starts as the
+    constant predictor ``beta = initial_beta`` (zero weights, bias ``initial_beta``; pass the mean training
+    target). With Keras' default output layer instead (``initial_beta=None``: Glorot weights, zero bias) the
+    initial pre-activation of the ReLU is ``N(0, ~1)``: half the lattices start in the ReLU's flat zero region,
+    the first updates push most of the rest there too, and training stalls at a dead output (see docs/ising-rg.md).
     """
 
-    def __init__(self, L: int):
+    def __init__(self, L: int, initial_beta: float | None = 0.3):
         super().__init__()
         n = _check_L(L) ** 2
         self.L = L
         self.hidden = linear_layer(n, n // 2, bias=True)
         self.out = linear_layer(n // 2, 1, bias=True)
+        if initial_beta is not None:
+            if not initial_beta > 0:
+                raise ValueError(f"initial_beta must be > 0 (inside the ReLU's active region), got {initial_beta!r}")
+            with torch.no_grad():
+                self.out.weight.zero_()
+                self.out.bias.fill_(float(initial_beta))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.out(torch.tanh(self.hidden(x)))).squeeze(-1)
+
+    def dead_fraction(self, x: torch.Tensor) -> float:
+        """Fraction of the rows of ``x`` ``(B, n)`` on which the output ReLU is inactive (zero gradient)."""
+        with torch.no_grad():
+            return float((self.out(torch.tanh(self.hidden(x))) <= 0).float().mean())
 
 
 def hinge_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,9 @@
 """Training loop of Shukla & Thakur Sec. II F: Adam, mini-batches of 10, 20% validation split, L1 on the weights.
 
+The learning rate is constant (the paper's Keras setting) unless ``final_lr`` is given: then epoch ``e`` of ``E``
+runs at ``final_lr + (lr - final_lr) (1 + cos(pi e / E)) / 2`` (cosine decay; a function of the epoch index only,
+so resuming from a checkpoint is exact).
+
 ``fit`` minimises ``loss_fn(model(x), y) + l1 * sum |W|`` over the trainable weights, shuffling the training part
 every epoch, and records per epoch the mean training data loss (over the epoch's batches, as Keras reports it),
 the validation data loss after the epoch and the L1 penalty. With a ``checkpoint`` path it saves model, optimiser
@@ -10,6 +14,7 @@ avoids a validation set of correlated neighbours).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -23,7 +28,8 @@ from .networks import l1_penalty
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters (paper: 4000 epochs, batch 10, 20% validation, Adam; ``l1`` and ``lr`` are not given)."""
+    """Hyper-parameters (paper: 4000 epochs, batch 10, 20% validation, Adam; ``l1`` and ``lr`` are not given).
+    ``final_lr``: ``None`` for a constant learning rate, else the end point of a cosine decay from ``lr``."""
 
     epochs: int = 10
     batch_size: int = 10
@@ -31,6 +37,13 @@ class TrainConfig:
     l1: float = 1e-5
     val_fraction: float = 0.2
     seed: int = 0
+    final_lr: float | None = None
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of epoch ``epoch`` (0-based)."""
+        if self.final_lr is None:
+            return self.lr
+        return self.final_lr + (self.lr - self.final_lr) * 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
 
     def __post_init__(self):
         if not isinstance(self.epochs, int) or self.epochs < 0:
@@ -41,6 +54,8 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if self.lr <= 0 or self.l1 < 0:
             raise ValueError(f"lr must be > 0 and l1 >= 0, got lr={self.lr!r}, l1={self.l1!r}")
+        if self.final_lr is not None and not 0 < self.final_lr <= self.lr:
+            raise ValueError(f"final_lr must be None or in (0, lr], got {self.final_lr!r}")
 
 
 def save_atomic(obj, path: str) -> None:
@@ -82,8 +97,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable, c
         raise ValueError(f"x and y must have the same number of rows, got {x.shape[0]} and {y.shape[0]}")
     train_idx, val_idx = split_indices(x.shape[0], config.val_fraction, config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    history = {"train_loss": [], "val_loss": [], "l1_penalty": [], "config": asdict(config), "epochs_trained": 0,
-               "n_train": len(train_idx), "n_val": len(val_idx)}
+    history = {"train_loss": [], "val_loss": [], "l1_penalty": [], "lr": [], "config": asdict(config),
+               "epochs_trained": 0, "n_train": len(train_idx), "n_val": len(val_idx)}
     if not params:
         model.eval()
         history["train_loss"].append(evaluate(model, loss_fn, x[train_idx], y[train_idx]))
@@ -103,6 +118,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable, c
     bar = tqdm(epochs, desc=desc, disable=not progress, leave=False)
     for epoch in bar:
         model.train()
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr_at(epoch)
         order = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(config.seed * 100003 + epoch))
         running, batches = 0.0, 0
         for start in range(0, len(order), config.batch_size):
@@ -120,6 +137,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable, c
         history["train_loss"].append(running / batches)
         history["val_loss"].append(evaluate(model, loss_fn, x[val_idx], y[val_idx]))
         history["l1_penalty"].append(float(config.l1 * l1_penalty(model).detach()))
+        history.setdefault("lr", []).append(config.lr_at(epoch))
         history["epochs_trained"] = epoch + 1
         bar.set_postfix(loss=f"{history['train_loss'][-1]:.4f}", val=f"{history['val_loss'][-1]:.4f}")
         if checkpoint is not None:
