@@ -235,3 +235,23 @@ def test_bad_input_names_the_argument():
         mpo_linear(x, [torch.randn(2, *cores[0].shape[1:], dtype=x.dtype), *cores[1:]])
     with pytest.raises(ValueError, match="4-D"):
         mpo_linear(x, [cores[0][0], *cores[1:]])
+
+
+def test_eager_path_only_when_nothing_traces():
+    """Plain eager calls with gradients take the autograd.Function; fake tensors go through the custom op; the
+    gradients of the eager path refuse to be differentiated again instead of silently returning wrong values."""
+    x, cores, bias = random_problem(5, n_range=(3, 3))
+    x = x.reshape(-1, x.shape[-1]).requires_grad_(True)
+    y = mpo_linear(x, cores, bias)
+    assert type(y.grad_fn.next_functions[0][0]).__name__ == "_EagerMPOLinearBackward"  # under the final reshape
+    (gx,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        torch.autograd.grad(gx.sum(), x)
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    mode = FakeTensorMode()
+    fx = mode.from_tensor(x.detach()).requires_grad_(True)
+    fcores = [mode.from_tensor(c.detach()).requires_grad_(True) for c in cores]
+    with mode:
+        fy = mpo_linear(fx, fcores, None)
+    assert fy.shape == (x.shape[0], math.prod(c.shape[2] for c in cores))

@@ -33,10 +33,10 @@ from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .. import _extensions
 from ..backends import BackendUnavailableError, OpDispatcher, get_backend, why_unavailable
+from ._eager import plain_eager_call
 
 __all__ = ["cg2d", "reference_cg2d", "unfold_cg2d", "num_pairs", "num_triples", "output_size"]
 
@@ -430,18 +430,6 @@ class _EagerCG2d(torch.autograd.Function):
         return dx, dw1, dw2, dw3, dbias, None, None, None, None
 
 
-_PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
-_is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)  # torch < 2.5 exports through dynamo only
-
-
-def _plain_eager_call(tensors) -> bool:
-    """True when the kernels can be called directly: no compiler or exporter tracing, no dispatch mode (fake or
-    proxy tensors, opcheck's checks) and only plain tensors and parameters (no tensor subclasses)."""
-    return (not torch.compiler.is_compiling() and not _is_exporting()
-            and _get_current_dispatch_mode() is None
-            and all(t is None or type(t) in _PLAIN_TENSOR_TYPES for t in tensors))
-
-
 def cg2d(x: torch.Tensor, weight: torch.Tensor, weight2: torch.Tensor, bias: Optional[torch.Tensor] = None,
          stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1, *,
          weight3: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -464,6 +452,6 @@ def cg2d(x: torch.Tensor, weight: torch.Tensor, weight2: torch.Tensor, bias: Opt
     eager mode it calls the same kernels through a lighter ``autograd.Function``.
     """
     stride, padding, dilation = _validate(x, weight, weight2, weight3, bias, stride, padding, dilation, groups)
-    if _plain_eager_call((x, weight, weight2, weight3, bias)):
+    if plain_eager_call((x, weight, weight2, weight3, bias)):
         return _EagerCG2d.apply(x, weight, weight2, weight3, bias, stride, padding, dilation, groups)
     return _cg2d(x, weight, weight2, weight3, bias, list(stride), list(padding), list(dilation), groups)

@@ -24,6 +24,7 @@ import torch
 from .. import _extensions
 from ..backends import OpDispatcher
 from ..mpo import contract, planner
+from ._eager import plain_eager_call
 
 __all__ = ["mpo_linear", "reference_mpo_linear", "reference_mpo_weight", "mpo_shapes"]
 
@@ -396,6 +397,7 @@ class _EagerMPOLinear(torch.autograd.Function):
         return y if bias is None else y.add_(bias)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         x, *rest = ctx.saved_tensors
         cores, states = rest[:ctx.n_cores], rest[ctx.n_cores:]
@@ -409,15 +411,16 @@ def mpo_linear(x: torch.Tensor, cores: Sequence[torch.Tensor], bias: Optional[to
     """``x @ W^T + bias`` where W (prod J, prod I) is the MPO of ``cores`` (Eq. 5); x has shape ``(..., prod I)``.
 
     Differentiable in x, every core and bias. Raises ValueError/TypeError naming the argument on bad input.
-    Runs the custom op ``torch.ops.physkernels.mpo_linear`` under ``torch.compile``/export; in eager mode with
-    gradients it calls the same kernels through a lighter ``autograd.Function``.
+    Runs the custom op ``torch.ops.physkernels.mpo_linear`` under ``torch.compile``, export, fake tensors and
+    dispatch modes (and without gradients); in plain eager mode with gradients it calls the same kernels through a
+    lighter ``autograd.Function`` (see :mod:`physkernels.ops._eager`).
     """
     _validate(x, cores, bias)
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, bias, *cores))
-    if torch.compiler.is_compiling() or not needs_grad:
+    if not needs_grad or not plain_eager_call((x, bias, *cores)):
         y = _mpo_linear(x2, list(cores), bias)
     else:
         y = _EagerMPOLinear.apply(x2, bias, *cores)
