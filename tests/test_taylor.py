@@ -336,3 +336,23 @@ def test_driver_reads_mnist_idx_files_resized(tmp_path):
     assert train_x.shape == (6, 7, 7) and test_x.shape == (4, 7, 7)
     assert train_y.shape == (6,) and test_y.dtype == torch.long
     assert 0 <= float(train_x.min()) and float(train_x.max()) <= 1
+
+
+def test_eager_path_matches_the_custom_op():
+    """Plain eager calls with gradients take the lighter autograd.Function; it gives the custom op's values and
+    gradients bit for bit, and its gradients refuse a second differentiation."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(2, monomial_count(4, 3), generator=gen, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(2, generator=gen, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(5, 2, generator=gen, dtype=torch.float64)
+    y = taylor_linear(x, weight, bias, 3)
+    assert type(y.grad_fn.next_functions[0][0]).__name__ == "_EagerTaylorLinearBackward"
+    eager = [y, *torch.autograd.grad(y, (x, weight, bias), grad)]
+    y2 = torch.ops.physkernels.taylor_linear(x, weight, bias, 3)
+    custom = [y2, *torch.autograd.grad(y2, (x, weight, bias), grad)]
+    for a, b in zip(eager, custom):
+        assert torch.equal(a, b)
+    (gx,) = torch.autograd.grad(taylor_linear(x, weight, bias, 3).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        torch.autograd.grad(gx.sum(), x)

@@ -18,6 +18,7 @@ import torch
 from .. import _extensions
 from ..backends import OpDispatcher
 from ..taylor import check_order, monomial_count, monomials, row_table, term_rows
+from ._eager import plain_eager_call
 
 __all__ = ["taylor_linear", "reference_taylor_linear", "reference_features"]
 
@@ -234,6 +235,27 @@ def _autograd_backward(ctx, grad):
 _taylor_linear.register_autograd(_autograd_backward, setup_context=_setup_context)
 
 
+class _EagerTaylorLinear(torch.autograd.Function):
+    """Eager-mode twin of the custom op (see :mod:`physkernels.ops._eager`): the same backend implementations,
+    resolved once in the forward, without the custom-op dispatch layers."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, order):
+        ctx.backend = _forward.resolve(x.device)
+        ctx.save_for_backward(x, weight)
+        ctx.order, ctx.has_bias = order, bias is not None
+        return _forward.get(x.device, ctx.backend)(x, weight, bias, order)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        dx, dweight, dbias = _backward.get(x.device, ctx.backend)(grad, x, weight, ctx.order, need_x, need_w)
+        return (dx if need_x else None, dweight if need_w else None,
+                dbias if (ctx.has_bias and need_b) else None, None)
+
+
 def _check_tensor(name: str, t, dims: int | None = None) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -247,6 +269,8 @@ def taylor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     """y = bias + weight @ monomials(x) over all monomials of degree 1..order (fused; see module docstring).
 
     x (..., n); weight (O, C(n + order, order) - 1); bias (O) or None; returns (..., O) in x's dtype.
+    Runs the custom op ``torch.ops.physkernels.taylor_linear`` under tracing and without gradients; plain eager
+    calls with gradients take a lighter ``autograd.Function`` over the same kernels (gradients once differentiable).
     """
     order = check_order(order)
     _check_tensor("x", x)
@@ -267,5 +291,10 @@ def taylor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
             raise TypeError(f"{name} must match x's dtype and device ({x.dtype}, {x.device}), "
                             f"got {t.dtype} on {t.device}")
     lead = x.shape[:-1]
-    y = _taylor_linear(x.reshape(-1, n), weight, bias, order)
+    x2 = x.reshape(-1, n)
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
+    if needs_grad and plain_eager_call((x, weight, bias)):
+        y = _EagerTaylorLinear.apply(x2, weight, bias, order)
+    else:
+        y = _taylor_linear(x2, weight, bias, order)
     return y.reshape(*lead, weight.shape[0])
