@@ -1,15 +1,14 @@
 """``torch.export`` records each op as its ``physkernels`` custom op (never the eager fast path), and the exported
-program computes what the layer computes."""
+program computes what the layer computes (CG2d: tests/test_cg2d.py)."""
 
 import pytest
 import torch
 
-from physkernels.nn import CG2d, MPOLinear, TaylorLinear
+from physkernels.nn import MPOLinear, TaylorLinear
 
 LAYERS = {
     "mpo_linear": (lambda: MPOLinear((4, 7), (2, 3), bond_dim=3), (5, 28)),
     "taylor_linear": (lambda: TaylorLinear(4, 3, order=2), (5, 4)),
-    "cg2d": (lambda: CG2d(3, 4, 2, stride=2), (2, 3, 7, 7)),
 }
 
 
