@@ -84,20 +84,8 @@ void metropolis_multispin(u64* words, std::int64_t n_words, int L, double beta, 
                     const u64* up = lattice + left[y] * L;
                     const u64* down = lattice + right[y] * L;
                     for (int x = (y + colour) & 1; x < L; x += 2) {
-                        const u64 s = row[x];
-                        const u64 a1 = s ^ row[left[x]], a2 = s ^ row[right[x]];
-                        const u64 a3 = s ^ up[x], a4 = s ^ down[x];
-                        // bits with >= 2 anti-aligned neighbours flip for sure (dE <= 0)
-                        const u64 ge2 = (a1 & a2) | (a3 & a4) | ((a1 | a2) & (a3 | a4));
-                        const u64 any = a1 | a2 | a3 | a4;
-                        u64 flip = ge2;
-                        if (accept_all) {
-                            flip = ~u64(0);
-                        } else if (~ge2) {
-                            const u64 site = site_key(key, step_base + static_cast<u64>(y * L + x));
-                            flip |= bernoulli_mask(site, any & ~ge2, ~any, p1, p0);
-                        }
-                        row[x] = s ^ flip;
+                        row[x] = metropolis_word(row[x], row[left[x]], row[right[x]], up[x], down[x], accept_all, key,
+                                                 step_base + static_cast<u64>(y * L + x), p1, p0);
                     }
                 }
             }

@@ -61,6 +61,23 @@ PK_HD std::uint64_t bernoulli_mask(std::uint64_t key, std::uint64_t need1, std::
     return accepted;
 }
 
+// One checkerboard Metropolis update of 64 lattices at once (one bit each): s is the site's word, n1..n4 its four
+// neighbours' words, (stream, counter) its random stream and counter (site_key, derived only when a draw is needed).
+// A bit flips for sure when >= 2 of its neighbours
+// are anti-aligned (dE <= 0), with probability p1 / 2^32 with exactly one (dE = 4), p0 / 2^32 with none (dE = 8);
+// accept_all flips every bit (infinite temperature). Returns the updated word. Shared by the C++ and CUDA kernels.
+PK_HD std::uint64_t metropolis_word(std::uint64_t s, std::uint64_t n1, std::uint64_t n2, std::uint64_t n3,
+                                    std::uint64_t n4, bool accept_all, std::uint64_t stream,
+                                    std::uint64_t counter, std::uint32_t p1, std::uint32_t p0) {
+    if (accept_all) return ~s;
+    const std::uint64_t a1 = s ^ n1, a2 = s ^ n2, a3 = s ^ n3, a4 = s ^ n4;
+    const std::uint64_t ge2 = (a1 & a2) | (a3 & a4) | ((a1 | a2) & (a3 | a4));
+    const std::uint64_t any = a1 | a2 | a3 | a4;
+    std::uint64_t flip = ge2;
+    if (~ge2) flip |= bernoulli_mask(site_key(stream, counter), any & ~ge2, ~any, p1, p0);
+    return s ^ flip;
+}
+
 // 32-bit fixed point of a probability in [0, 1): floor(p * 2^32), saturated.
 inline std::uint32_t probability_u32(double p) {
     if (p <= 0.0) return 0;

@@ -24,20 +24,10 @@ __global__ void metropolis_colour_kernel(u64* __restrict__ words, std::int64_t n
     u64* lattice = words + w * static_cast<std::int64_t>(L) * L;
     const int left = x == 0 ? L - 1 : x - 1, right = x + 1 == L ? 0 : x + 1;
     const int up = y == 0 ? L - 1 : y - 1, down = y + 1 == L ? 0 : y + 1;
-    const u64 s = lattice[y * L + x];
-    const u64 a1 = s ^ lattice[y * L + left], a2 = s ^ lattice[y * L + right];
-    const u64 a3 = s ^ lattice[up * L + x], a4 = s ^ lattice[down * L + x];
-    const u64 ge2 = (a1 & a2) | (a3 & a4) | ((a1 | a2) & (a3 | a4));
-    const u64 any = a1 | a2 | a3 | a4;
-    u64 flip = ge2;
-    if (accept_all) {
-        flip = ~u64(0);
-    } else if (~ge2) {
-        const u64 key = ising::stream_key(seed, static_cast<u64>(w));
-        const u64 site = ising::site_key(key, step_base + static_cast<u64>(y * L + x));
-        flip |= ising::bernoulli_mask(site, any & ~ge2, ~any, p1, p0);
-    }
-    lattice[y * L + x] = s ^ flip;
+    const u64 counter = step_base + static_cast<u64>(y * L + x);
+    lattice[y * L + x] = ising::metropolis_word(lattice[y * L + x], lattice[y * L + left], lattice[y * L + right],
+                                                lattice[up * L + x], lattice[down * L + x], accept_all,
+                                                ising::stream_key(seed, static_cast<u64>(w)), counter, p1, p0);
 }
 
 }  // namespace

@@ -24,21 +24,22 @@ INDEX_LIMIT = 2**31 - 1
 ROW_OFFSET, ROW_J0, ROW_NPREFIX, ROW_PREFIX = 0, 1, 2, 3
 
 
+def _positive_int(name: str, value) -> int:
+    """``value`` as an int >= 1, or a TypeError/ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
 def check_order(order) -> int:
     """``order`` as an int >= 1, or a TypeError/ValueError naming it."""
-    if isinstance(order, bool) or not isinstance(order, (int, np.integer)):
-        raise TypeError(f"order must be an int >= 1, got {type(order).__name__} {order!r}")
-    if order < 1:
-        raise ValueError(f"order must be >= 1, got {order}")
-    return int(order)
+    return _positive_int("order", order)
 
 
 def _check_n(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"in_features must be an int >= 1, got {type(n).__name__} {n!r}")
-    if n < 1:
-        raise ValueError(f"in_features must be >= 1, got {n}")
-    return int(n)
+    return _positive_int("in_features", n)
 
 
 def monomial_count(n: int, order: int) -> int:
