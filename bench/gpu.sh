@@ -1,16 +1,44 @@
 #!/usr/bin/env bash
-# One call on a lent GPU machine: build with nvcc, run the GPU-relevant tests, time every suite on the GPU.
-# Usage (from the repo root, on the GPU machine): bash bench/gpu.sh [OUT_DIR]
-# Writes OUT_DIR/{build.log,tests.log,bench.log} and bench/results/full_cuda.{json,md} (copied to OUT_DIR).
+# Everything GPU-side on a lent GPU machine: build with nvcc, test the GPU backends for real, time every suite on
+# the GPU. Usage (repo root, on the GPU machine): bash bench/gpu.sh [STAGES] [OUT_DIR]
+#   STAGES (comma-separated, default gpu,suite,bench):
+#     gpu    tests/test_gpu.py: the CUDA and Triton kernels on CUDA tensors against the references
+#     suite  the rest of the test suite, 8 processes
+#     bench  `physkernels bench --device cuda`, one suite at a time (GPU_SH_SUITES picks them)
+#            -> bench/results/full_cuda_<suite>.{json,md}
+# Logs land in OUT_DIR (default $OUT, else bench/results/gpu-run), the results also as OUT_DIR/results.tgz.
+# Each stage has a time limit and all together end within GPU_SH_SECONDS (570) of the start. Wheels in .whl/
+# (e.g. tensorly-torch for the peer column) are installed into /tmp/site first.
 set -uo pipefail
-out="${1:-${OUT:-bench/results/gpu-run}}"
+stages=",${1:-gpu,suite,bench},"
+out="${2:-${OUT:-bench/results/gpu-run}}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PHYSKERNELS_CUDA=1 PHYSKERNELS_BUILD_JOBS=16
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
-python3 -m pip install -q --no-build-isolation --no-deps -e . >"$out/build.log" 2>&1 \
-  || python3 setup.py build_ext --inplace >>"$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
+start=$(date +%s)
+deadline=$(( start + ${GPU_SH_SECONDS:-570} ))  # the whole call; each stage gets at most what is left
+left() { local l=$(( deadline - $(date +%s) )); (( l > $1 )) && echo $1 || echo $(( l > 1 ? l : 1 )); }
+python3 setup.py build_ext --inplace >"$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
+echo "build: $(( $(date +%s) - start )) s"
 python3 -c "import physkernels, json; print(json.dumps(physkernels.info(), indent=1, default=str))" | tee "$out/info.json"
-# Triton and CUDA paths run for real here (no interpreter).
-env -u TRITON_INTERPRET PYTHONPATH=$PWD python3 -m pytest -q -x tests 2>&1 | tee "$out/tests.log" | tail -30
-PYTHONPATH=$PWD python3 -m physkernels.cli bench --device cuda --stem full_cuda 2>&1 | tee "$out/bench.log" | tail -80
-cp bench/results/full_cuda.* "$out/" 2>/dev/null || true
+status=0
+unset TRITON_INTERPRET  # Triton and CUDA run for real here
+if [[ "$stages" == *,gpu,* ]]; then
+  timeout $(left 240) python3 -m pytest -q -rs tests/test_gpu.py 2>&1 | tee "$out/gpu_tests.log" | tail -40 || status=1
+fi
+if [[ "$stages" == *,suite,* ]]; then
+  timeout $(left 200) python3 -m pytest -q -n 8 -p no:cacheprovider tests --ignore \
+    tests/test_gpu.py 2>&1 | tee "$out/tests.log" | tail -25 || status=1
+fi
+if [[ "$stages" == *,bench,* ]]; then
+  for suite in ${GPU_SH_SUITES:-mpo cg2d taylor nnqft ising rbm}; do
+    timeout $(left 240) python3 -m physkernels.cli bench --device cuda --suite $suite --stem full_cuda_$suite 2>&1 \
+      | tee -a "$out/bench.log" | tail -40 || status=1
+  done
+  tar czf "$out/results.tgz" bench/results/full_cuda_* 2>/dev/null
+fi
+exit $status

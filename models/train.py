@@ -13,6 +13,7 @@ last checkpoint left it and skips finished ones (``--fresh`` starts over).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -107,6 +108,10 @@ def _init_distributed(device: str) -> str:
         return device
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.startswith("cuda"):
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: process LOCAL_RANK={local_rank} needs GPU {local_rank}, but this "
+                             f"machine has {torch.cuda.device_count()}; start at most one process per GPU "
+                             f"(torchrun --nproc_per_node) or train on --device cpu")
         torch.cuda.set_device(local_rank)
         device = f"cuda:{local_rank}"
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
@@ -184,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stopped after --stop-after-steps {args.stop_after_steps}; rerun the same command to resume",
                   file=sys.stderr)
     if dist.is_initialized():
+        gc.collect()  # free the runs' DDP wrappers (they hold the group) while the group and interpreter are alive
+        dist.barrier()  # and no rank tears its connections down while another is still writing or talking
         dist.destroy_process_group()
     return STOPPED_EXIT_CODE if stopped else 0
 

@@ -2,7 +2,8 @@
 
 ``check_against_reference(op, reference, args)`` runs ``op(*args)`` and ``reference(*args)`` on fresh copies of
 the inputs, backpropagates the same random cotangent through both, and asserts that the outputs and the gradient
-of every floating-point tensor argument agree.
+of every floating-point tensor argument agree. ``check_against_float64_reference`` judges a float32 op against the
+reference evaluated in float64 with a normwise error bound.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def run_with_grads(fn: Callable, args: Sequence[Any], cotangent_seed: int = 1234
     """Evaluate ``fn(*args)`` and the gradients of all floating tensor inputs for a seeded random cotangent."""
     copies, leaves = _fresh_copies(args)
     outs = _outputs(fn(*copies))
-    gen = torch.Generator().manual_seed(cotangent_seed)
-    cotangents = [torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device) for o in outs]
+    gen = torch.Generator().manual_seed(cotangent_seed)  # drawn in float64: every dtype sees the same cotangent
+    cotangents = [torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.device, o.dtype) for o in outs]
     grads = torch.autograd.grad(outs, leaves, cotangents, allow_unused=True)
     grads = [torch.zeros_like(l) if g is None else g for l, g in zip(leaves, grads)]
     return [o.detach() for o in outs], list(grads)
@@ -84,6 +85,38 @@ def check_against_reference(
     leaf_names = names or [f"arg{i}" + ("" if j is None else f"[{j}]") for i, j, _ in _tensor_leaves(args)]
     for name, g, w in zip(leaf_names, got_grads, want_grads):
         torch.testing.assert_close(g, w, atol=atol, rtol=rtol, msg=lambda m: f"gradient of {name}: {m}")
+
+
+def check_against_float64_reference(
+    op: Callable,
+    reference: Callable,
+    args: Sequence[Any],
+    *,
+    rel: float = 3e-5,
+    names: Sequence[str] | None = None,
+) -> None:
+    """Assert a low-precision ``op`` matches exact math: ``reference`` on the same input values in float64.
+
+    Every output and every gradient (same cotangent) must satisfy ``||got - want|| <= rel * ||want||`` (Frobenius),
+    the normwise error bound of a float32 contraction, which unlike elementwise tolerances does not fail on
+    entries that cancel to nearly zero or grow with the batch.
+    """
+    def upcast(a):
+        if isinstance(a, torch.Tensor) and a.is_floating_point():
+            return a.detach().double()
+        if isinstance(a, (list, tuple)):
+            return type(a)(upcast(t) for t in a)
+        return a
+
+    got_out, got_grads = run_with_grads(op, args)
+    want_out, want_grads = run_with_grads(reference, [upcast(a) for a in args])
+    leaf_names = names or [f"arg{i}" + ("" if j is None else f"[{j}]") for i, j, _ in _tensor_leaves(args)]
+    pairs = [(f"output {k}", g, w) for k, (g, w) in enumerate(zip(got_out, want_out))]
+    pairs += [(f"gradient of {n}", g, w) for n, g, w in zip(leaf_names, got_grads, want_grads)]
+    for what, g, w in pairs:
+        assert g.shape == w.shape, f"{what}: shape {tuple(g.shape)}, reference {tuple(w.shape)}"
+        error, size = (g.double() - w).norm().item(), w.norm().item()
+        assert error <= rel * size, f"{what}: normwise relative error {error / max(size, 1e-300):.3g} > {rel:g}"
 
 
 def random_tensor(*shape: int, dtype=torch.float64, seed: int | None = None, device="cpu", scale: float = 1.0):

@@ -314,7 +314,8 @@ def test_sigkill_during_training_then_resume(tmp_path):
 @pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.exists(os.path.join(
     os.path.dirname(sys.executable), "torchrun")), reason="torchrun not installed")
 def test_ddp_two_processes_match_single_process(tmp_path):
-    args = ["--model", "fc2-mpo", "--bond-dim", "4", "--quick", "--no-progress", "--threads", "1", "--seed", "1"]
+    args = ["--model", "fc2-mpo", "--bond-dim", "4", "--quick", "--no-progress", "--threads", "1", "--seed", "1",
+            "--device", "cpu"]  # two gloo processes, also on a machine with one GPU
     torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = _subprocess_env()
     proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "models.train", *args,

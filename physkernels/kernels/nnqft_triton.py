@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 
 BLOCK_NETS = 32
-_TWO_PI = 6.283185307179586
+_TWO_PI = tl.constexpr(6.283185307179586)  # jit code reads only constexpr globals
 
 
 @triton.jit

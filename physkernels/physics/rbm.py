@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import _extensions
-from ..backends import OpDispatcher, get_backend
+from ..backends import OpDispatcher, get_backend, why_unavailable
 
 MAX_ENUMERATION_UNITS = 24
 # auto on CPU uses the fused C++ kernel up to this many weights (per-chain matrix-vector products; beyond it
@@ -60,6 +60,18 @@ def _gibbs_triton(v0, W, b, c, k, seed, step_offset):
     return rbm_triton.gibbs(v0, W, b, c, k, seed, step_offset)
 
 
+def _fused_kernel_unsuited(W: torch.Tensor) -> bool:
+    """Whether ``auto`` should sample with the reference: on CPU above 16384 weights (measured, bench/results/rbm.md:
+    batched BLAS beats the per-chain kernel there); on a GPU when W does not fit the Triton kernel's on-chip tile."""
+    if W.device.type == "cpu":
+        return W.numel() > _CPP_AUTO_MAX_WEIGHTS
+    if why_unavailable("triton", W.device) is None:
+        from ..kernels.rbm_triton import MAX_UNITS
+
+        return max(W.shape) > MAX_UNITS
+    return False
+
+
 def gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k: int = 1, seed: int = 0,
           step_offset: int = 0, backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``k`` block-Gibbs steps from ``v0`` ``(batch, nv)`` (0/1 values): each step draws
@@ -67,8 +79,9 @@ def gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k
 
     ``W``: ``(nv, nh)``, ``b``: ``(nv,)``, ``c``: ``(nh,)``, same floating dtype and device as ``v0``. The stream is
     a function of ``(seed, step_offset)`` (and the backend); ``step_offset`` lets a chain continue (PCD).
-    No gradient flows through sampling. With the ``auto`` backend on CPU, RBMs with more than 16384 weights use
-    the reference (batched BLAS is faster there than the fused per-chain kernel).
+    No gradient flows through sampling. With the ``auto`` backend, RBMs with more than 16384 weights on CPU
+    (batched BLAS is faster there than the fused per-chain kernel) and with more than 128 units on a GPU (the
+    Triton kernel's limit) use the reference.
     """
     if not all(isinstance(t, torch.Tensor) for t in (v0, W, b, c)):
         raise TypeError("v0, W, b and c must be torch.Tensors")
@@ -85,8 +98,8 @@ def gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if not isinstance(seed, int) or seed < 0 or not isinstance(step_offset, int) or step_offset < 0:
         raise ValueError(f"seed and step_offset must be non-negative integers, got {seed!r}, {step_offset!r}")
-    if backend is None and get_backend() == "auto" and v0.device.type == "cpu" and W.numel() > _CPP_AUTO_MAX_WEIGHTS:
-        backend = "reference"  # measured (bench/results/rbm.md): batched BLAS beats the per-chain kernel here
+    if backend is None and get_backend() == "auto" and _fused_kernel_unsuited(W):
+        backend = "reference"
     with torch.no_grad():
         tensors = [t.detach().contiguous() for t in (v0, W, b, c)]
         return _gibbs.get(v0.device, backend)(*tensors, k, seed, step_offset)
