@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..ops.cg2d import cg2d, num_pairs, unfold_cg2d
-from .harness import ResultTable, median_time, peak_memory_bytes
+from ..backends import why_unavailable
+from .harness import ResultTable, backend_times, median_time, peak_memory_bytes
 
 # name, channels, input size, stride, dilation (2x2 kernels, no padding, C_out = C_in)
 SHAPES = [
@@ -158,6 +159,23 @@ def _single_thread_table(shapes, batches, rounds: int) -> ResultTable:
     return table
 
 
+def _gpu_backend_table(shapes, batches) -> ResultTable:
+    """fwd (no grad) and fwd+bwd of the CUDA C++ and the Triton kernels on the GPU, same inputs, same run."""
+    backends = tuple(b for b in ("cuda", "triton") if why_unavailable(b, "cuda") is None)
+    table = ResultTable("cg2d_gpu_backends", "CG2d GPU kernels: CUDA C++ vs Triton (float32, ms)",
+                        ["shape", "batch"] + [f"{b} {w}" for b in backends for w in ("fwd", "fwd+bwd")],
+                        notes=["fwd: forward under no_grad; fwd+bwd: one training step; medians, same run"])
+    for (name, channels, size, stride, dilation), batch in [(s, b) for s in shapes for b in batches]:
+        inputs, forward = _problem(channels, size, stride, dilation, batch, "cuda")["cg2d"]
+        fwd, _, step = _closures(inputs, forward)
+        row = {"shape": name, "batch": batch}
+        for what, fn in (("fwd", fwd), ("fwd+bwd", step)):
+            for backend, seconds in backend_times(fn, backends, "cuda").items():
+                row[f"{backend} {what}"] = seconds * 1e3
+        table.add(**row)
+    return table
+
+
 def run(quick: bool, device: str) -> list[ResultTable]:
     batches = (2,) if quick else (1, 32, 128)
     shapes = [SHAPES[0], SHAPES[2]] if quick else SHAPES
@@ -206,6 +224,8 @@ def run(quick: bool, device: str) -> list[ResultTable]:
             "meets targets": "yes" if (speedup >= SPEEDUP_TARGET and over_conv <= TIME_SLACK * FLOP_RATIO
                                        and memory <= 1.5) else "no"})
     tables = [times, ratios]
+    if torch.device(device).type == "cuda":
+        tables.append(_gpu_backend_table(shapes, batches))
     if torch.device(device).type == "cpu" and not quick:
         tables.append(_single_thread_table(shapes, batches=(1, 32), rounds=5))
     return tables

@@ -44,6 +44,18 @@ def median_time(fn: Callable[[], Any], *, device="cpu", warmup: int = 2, repeats
     return statistics.median(samples)
 
 
+def backend_times(step: Callable[[], Any], backends: tuple[str, ...], device, **timing) -> dict[str, float]:
+    """Median seconds of ``step()`` under each of ``backends`` (``physkernels.use_backend``), same inputs and run:
+    the measurement behind a device's ``auto`` order."""
+    from ..backends import use_backend
+
+    times = {}
+    for backend in backends:
+        with use_backend(backend):
+            times[backend] = median_time(step, device=device, **timing)
+    return times
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced():
     """Send file descriptor 2 to /dev/null (the profiler's C++ side logs every start/stop there)."""

@@ -151,7 +151,42 @@ def _threads_table(quick: bool) -> ResultTable:
     return table
 
 
+def _gpu_table(quick: bool) -> ResultTable:
+    """Bag sums of the Fig. 1 points on the GPU (CUDA C++ and Triton kernels) against the C++ kernel on this
+    machine's CPU threads, same networks, same run; and the Fig. 1 paper configuration end to end on the GPU."""
+    n_nets = 20000 if quick else 300000
+    gpu_backends = [b for b in ("cuda", "triton") if why_unavailable(b, "cuda") is None]
+    table = ResultTable("nnqft_gpu", f"Ensemble kernels on the GPU vs the C++ kernel ({n_nets} nets, 6 points, "
+                        "n <= 4)", ["width", "backend", "device", "seconds", "neuron_evals_per_s", "speedup_vs_cpp"])
+    table_combos = nnqft.ComboTable(len(FIG1_POINTS), 4)
+    for width in (10, 1000):
+        law = nnqft.NetworkLaw(width)
+        runs = [("cpp", "cpu")] if why_unavailable("cpp") is None else []
+        runs += [(b, "cuda") for b in gpu_backends]
+        times = {}
+        for backend, device in runs:
+            pts = torch.tensor(FIG1_POINTS, dtype=torch.float64, device=device)[:, None]
+            times[backend] = median_time(lambda: ensemble.bag_sums(pts, law, 0, 1, n_nets, table_combos, backend),
+                                         device=device, repeats=5, warmup=1)
+            table.add(width=width, backend=backend, device=device, seconds=times[backend],
+                      neuron_evals_per_s=n_nets * width / times[backend],
+                      speedup_vs_cpp=times["cpp"] / times[backend] if "cpp" in times else None)
+    if not quick:
+        widths, n_bags, fig1_nets = FIG1_WIDTHS, 20, 30000
+        pts = torch.tensor(FIG1_POINTS, dtype=torch.float64, device="cuda")[:, None]
+        start = time.perf_counter()
+        for i, width in enumerate(widths):
+            nnqft.green_functions(pts, 4, width, n_bags, fig1_nets, 1.0, 1.0, seed=100 + i)
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        table.add(width="Fig. 1 (all 10 widths)", backend="auto", device="cuda", seconds=seconds,
+                  neuron_evals_per_s=n_bags * fig1_nets * sum(widths) / seconds)
+    table.notes += [f"C++ on {torch.get_num_threads()} CPU threads of this machine; medians of 5 calls",
+                    "Fig. 1 row: the paper configuration (20 bags x 30000 nets per width) end to end, one run"]
+    return table
+
+
 def run(quick: bool, device: str) -> list[ResultTable]:
-    if torch.device(device).type != "cpu":
-        return []  # the GPU kernels are compile-checked only in this release (no GPU to time them on)
+    if torch.device(device).type == "cuda":
+        return [_gpu_table(quick)]
     return [_loop_vs_fused_table(quick), _threads_table(quick), _fig1_table(quick)]

@@ -21,7 +21,8 @@ import torch
 
 from ..ops.taylor_linear import reference_taylor_linear, taylor_linear
 from ..taylor import monomial_count
-from .harness import ResultTable, median_time, peak_memory_bytes
+from ..backends import why_unavailable
+from .harness import ResultTable, backend_times, median_time, peak_memory_bytes
 
 N_INPUTS, N_OUTPUTS = 49, 10
 GIB = 2.0**30
@@ -113,6 +114,29 @@ def kernel_rates(orders=(3, 4), batch: int = 256) -> ResultTable:
     return table
 
 
+def _gpu_backend_table(orders, batches) -> ResultTable:
+    """fwd (no grad) and fwd+bwd of the CUDA C++ and the Triton kernels on the GPU, same inputs, same run."""
+    backends = tuple(b for b in ("cuda", "triton") if why_unavailable(b, "cuda") is None)
+    table = ResultTable("taylor_gpu_backends", f"TaylorLinear n={N_INPUTS} GPU kernels: CUDA C++ vs Triton "
+                        "(float32, ms)", ["order", "batch"] + [f"{b} {w}" for b in backends for w in ("fwd", "fwd+bwd")],
+                        notes=["fwd: forward under no_grad; fwd+bwd: one training step; medians, same run"])
+    for order in orders:
+        for batch in batches:
+            x, weight, bias, grad = _inputs(batch, order, "cuda")
+
+            def forward():
+                with torch.no_grad():
+                    taylor_linear(x, weight, bias, order)
+
+            row = {"order": order, "batch": batch}
+            step = _fwd_bwd(lambda *a: taylor_linear(*a, order), x, weight, bias, grad)
+            for what, fn in (("fwd", forward), ("fwd+bwd", step)):
+                for backend, seconds in backend_times(fn, backends, "cuda", repeats=5, max_seconds=8.0).items():
+                    row[f"{backend} {what}"] = seconds * 1e3
+            table.add(**row)
+    return table
+
+
 def run(quick: bool, device: str) -> list[ResultTable]:
     orders = (2, 3) if quick else (1, 2, 3, 4)
     batches = (128,) if quick else (256, 4096)
@@ -172,4 +196,6 @@ def run(quick: bool, device: str) -> list[ResultTable]:
     tables = [table]
     if device == "cpu" and not quick:
         tables.append(kernel_rates())
+    if torch.device(device).type == "cuda":
+        tables.append(_gpu_backend_table(orders[1:3], batches))
     return tables
