@@ -18,7 +18,8 @@ from .harness import ResultTable, median_time
 BETA = 0.4352
 
 
-def _time_per_update(engine, steps: int, updates: float, max_seconds: float) -> tuple[float, float]:
+def _time_per_update(engine, steps: int, updates: float, max_seconds: float,
+                     device: str = "cpu") -> tuple[float, float]:
     """(updates per wall ns, updates per ns of this process's CPU time summed over its threads)."""
     engine.run(steps)
     cpu = []
@@ -28,7 +29,7 @@ def _time_per_update(engine, steps: int, updates: float, max_seconds: float) -> 
         engine.run(steps)
         cpu.append(time.process_time() - start)
 
-    seconds = median_time(timed, warmup=0, repeats=5, max_seconds=max_seconds)
+    seconds = median_time(timed, device=device, warmup=0, repeats=5, max_seconds=max_seconds)
     return updates / (seconds * 1e9), updates / (sorted(cpu)[len(cpu) // 2] * 1e9)
 
 
@@ -54,7 +55,8 @@ def run(quick: bool, device: str) -> list[ResultTable]:
         columns=["algorithm", "backend", "chains", "threads", "updates_per_ns", "updates_per_cpu_ns",
                  "speedup_vs_numpy"],
         notes=["numpy baseline: vectorised checkerboard Metropolis over 64 chains (one float uniform per spin)",
-               "Metropolis (C++): 64 chains per uint64 word, bitwise neighbour sums, counter-based RNG, OpenMP",
+               "Metropolis (C++): 64 chains per uint64 word, bitwise neighbour sums, counter-based RNG, OpenMP; "
+               "cuda / triton: the same update and random numbers on the GPU (one host thread)",
                "Wolff: spins flipped per ns; Swendsen-Wang: site updates per ns",
                "updates_per_ns: wall clock; updates_per_cpu_ns: per ns of this process's CPU time summed over its "
                "threads (robust on a shared machine; x cores for a quiet machine's wall rate)"])
@@ -75,13 +77,22 @@ def run(quick: bool, device: str) -> list[ResultTable]:
         rates = _time_per_update(engines.CppSwendsenWangEngine(L, BETA, chains, seed=0), steps,
                                  chains * n_sites * steps, budget)
         rows.append(("swendsen_wang", "cpp", chains, rates))
+    if torch.device(device).type == "cuda":
+        chains, steps = 1 << 16, 100
+        for name, cls in (("cuda (multispin)", engines.CudaMetropolisEngine),
+                          ("triton (multispin)", engines.TritonMetropolisEngine)):
+            if cls.available():
+                rate, _ = _time_per_update(cls(L, BETA, chains, seed=0), steps, chains * n_sites * steps, budget,
+                                           device)
+                rows.append(("metropolis", name, chains, (rate, None)))
     sw_ref_chains = 64
     rates = _time_per_update(engines.ReferenceSwendsenWangEngine(L, BETA, sw_ref_chains, seed=0), ref_steps,
                              sw_ref_chains * n_sites * ref_steps, budget)
     rows.append(("swendsen_wang", "numpy (scipy csgraph)", sw_ref_chains, rates))
     for algorithm, backend, chains, (rate, cpu_rate) in rows:
         table.add(algorithm=algorithm, backend=backend, chains=chains,
-                  threads=1 if backend.startswith("numpy") else torch.get_num_threads(), updates_per_ns=rate,
+                  threads=1 if backend.startswith(("numpy", "cuda", "triton")) else torch.get_num_threads(),
+                  updates_per_ns=rate,
                   updates_per_cpu_ns=cpu_rate, speedup_vs_numpy=rate / baseline)
     tables = [table]
     if not quick and engines.CppWolffEngine.available():
