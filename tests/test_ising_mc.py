@@ -202,12 +202,13 @@ def test_engine_runs_continue_exactly():
 
 # ---------------------------------------------------------------- Triton / CUDA kernels (same bits as C++)
 @needs_cpp
-@pytest.mark.parametrize("beta", [0.0, 0.3, ising.BETA_C, 1.1])
-def test_triton_metropolis_is_bit_identical_to_cpp(beta):
+@pytest.mark.parametrize("beta,L", [(0.0, 6), (0.3, 6), (ising.BETA_C, 6), (1.1, 6), (ising.BETA_C, 34)])
+def test_triton_metropolis_is_bit_identical_to_cpp(beta, L):
+    """L = 34: 578 sites of each colour, three Triton blocks per lattice (the last one partial)."""
     if not engines.TritonMetropolisEngine.available():
         pytest.skip("triton unavailable")
-    cpp = engines.CppMetropolisEngine(6, beta, 100, seed=17)
-    tri = engines.TritonMetropolisEngine(6, beta, 100, seed=17)
+    cpp = engines.CppMetropolisEngine(L, beta, 100, seed=17)
+    tri = engines.TritonMetropolisEngine(L, beta, 100, seed=17)
     assert torch.equal(cpp.words, tri.words.cpu())
     cpp.run(2), tri.run(2)
     cpp.run(1), tri.run(1)

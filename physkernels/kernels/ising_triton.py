@@ -53,13 +53,17 @@ def _mix64(z):
 @triton.jit
 def _metropolis_colour_kernel(words_ptr, keys_ptr, L, n_sites, step_base, colour, p1, p0, accept_all,
                               BLOCK: tl.constexpr):
+    """Sites k of one colour (k < n_sites / 2, BLOCK per program) of word program_id(0): the update of
+    ``metropolis_word`` in csrc/ising_rng.h, with the draws stopping once every bit of the block is decided."""
     w = tl.program_id(0)
-    idx = tl.arange(0, BLOCK)
-    y = idx // L
-    x = idx % L
-    active = (idx < n_sites) & (((x + y) % 2) == colour)
+    k = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    half_row = L // 2
+    y = k // half_row
+    x = 2 * (k % half_row) + (y + colour) % 2
+    active = k < n_sites // 2
+    site = y * L + x
     base = words_ptr + w.to(tl.int64) * n_sites
-    s = tl.load(base + idx, mask=active, other=0).to(tl.uint64, bitcast=True)
+    s = tl.load(base + site, mask=active, other=0).to(tl.uint64, bitcast=True)
     a1 = s ^ tl.load(base + y * L + (x + L - 1) % L, mask=active, other=0).to(tl.uint64, bitcast=True)
     a2 = s ^ tl.load(base + y * L + (x + 1) % L, mask=active, other=0).to(tl.uint64, bitcast=True)
     a3 = s ^ tl.load(base + ((y + L - 1) % L) * L + x, mask=active, other=0).to(tl.uint64, bitcast=True)
@@ -69,19 +73,21 @@ def _metropolis_colour_kernel(words_ptr, keys_ptr, L, n_sites, step_base, colour
     need1 = anti & ~ge2
     need0 = ~anti
     key = tl.load(keys_ptr + w).to(tl.uint64, bitcast=True)
-    counter = key ^ _mix64((step_base + idx).to(tl.uint64))
-    undecided = need1 | need0
+    counter = key ^ _mix64((step_base + site).to(tl.uint64))
+    undecided = tl.where(active, need1 | need0, 0)
     accepted = tl.zeros_like(s)
-    for i in tl.static_range(32):
+    i = 0
+    while (i < 32) & (tl.max((undecided != 0).to(tl.int32), axis=0) > 0):
         counter = counter + 0x9E3779B97F4A7C15
         r = _mix64(counter)
         pbits = tl.where(((p1 >> (31 - i)) & 1) != 0, need1, 0) | tl.where(((p0 >> (31 - i)) & 1) != 0, need0, 0)
         differ = (r ^ pbits) & undecided
         accepted = accepted | (differ & pbits)
         undecided = undecided & ~differ
+        i += 1
     flip = ge2 | accepted
     flip = tl.where(accept_all != 0, ~tl.zeros_like(s), flip)
-    tl.store(base + idx, (s ^ flip).to(tl.int64, bitcast=True), mask=active)
+    tl.store(base + site, (s ^ flip).to(tl.int64, bitcast=True), mask=active)
 
 
 def metropolis_multispin(words: torch.Tensor, beta: float, n_sweeps: int, seed: int, step_offset: int) -> None:
@@ -98,8 +104,9 @@ def metropolis_multispin(words: torch.Tensor, beta: float, n_sweeps: int, seed: 
     keys = torch.tensor([_signed(stream_key(seed, w)) for w in range(n_words)], dtype=torch.int64,
                         device=words.device)
     p1, p0 = probability_u32(math.exp(-4.0 * beta)), probability_u32(math.exp(-8.0 * beta))
-    block = triton.next_power_of_2(n_sites)
+    block = min(triton.next_power_of_2(n_sites // 2), 256)
+    grid = (n_words, triton.cdiv(n_sites // 2, block))
     for t in range(n_sweeps):
         for colour in (0, 1):
-            _metropolis_colour_kernel[(n_words,)](words, keys, L, n_sites, (step_offset + t) * n_sites, colour, p1,
-                                                  p0, int(beta == 0.0), BLOCK=block)
+            _metropolis_colour_kernel[grid](words, keys, L, n_sites, (step_offset + t) * n_sites, colour, p1, p0,
+                                            int(beta == 0.0), BLOCK=block)
