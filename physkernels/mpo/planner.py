@@ -63,7 +63,7 @@ _MODELS = {
     # (bench/mpo_plans.py, docs/mpo-kernels.md). Rates scale with the thread count as threads**0.85 (cost_model).
     # The fused constants: one thread, the AVX-512 micro-kernels of csrc/mpo_gemm_kernel.inl on the same machine
     # (42 GFLOP/s over the (4,4,8,8,4)^2 D=4 chain at batch tile 16; 75-95 GFLOP/s on long in-cache steps).
-    "cpu": CostModel(gemm_peak=8e10, gemm_half=(6.0, 6.0, 24.0), bandwidth=8e9, call_overhead=6e-6,
+    "cpu": CostModel(gemm_peak=5e10, gemm_half=(6.0, 6.0, 24.0), bandwidth=8e9, call_overhead=6e-6,
                      op_overhead=2e-5, fused_peak=9e10, fused_half=(4.0, 8.0, 16.0), fused_overhead=2e-5),
     # Order-of-magnitude constants for one datacenter GPU (not calibrated: no GPU on the dev machine).
     "cuda": CostModel(gemm_peak=4e13, gemm_half=(32.0, 32.0, 256.0), bandwidth=2e12, call_overhead=8e-6,
