@@ -225,12 +225,14 @@ def _fused_chain(merged, batch: int, itemsize: int):
     return [contract.step_matrix(c, "ltr").contiguous() for c in merged], steps, tile
 
 
-def _fused_threads(steps, batch: int) -> int:
-    """Threads for one fused call: one below ~1M multiply-adds, where an OpenMP fork/join (and, on a busy machine,
-    waiting for a second core) costs more than the work; torch's thread count otherwise. Results do not depend on
-    it (the kernel's tiles and reductions are fixed by the shapes)."""
+def _fused_threads(steps, batch: int, tile: int) -> int:
+    """Threads for one fused call: at most one per batch tile (the kernel's unit of parallel work); one below
+    2^17 multiply-adds, where an OpenMP fork/join (and, on a busy machine, waiting for a second core) costs more
+    than the work. On the 2-core dev machine two threads already win from two tiles of 150k multiply-adds (256->10
+    at batch 256: fwd+bwd of the kernels 98 us instead of 181 us). Results do not depend on it (the kernel's tiles
+    and reductions are fixed by the shapes)."""
     macs = batch * sum(count * m * k * rest for count, m, k, rest in steps)
-    return 1 if macs < 2**20 else torch.get_num_threads()
+    return 1 if macs < 2**17 else max(1, min(torch.get_num_threads(), -(-batch // tile)))
 
 
 def _cpp_fused_forward(x, merged):
@@ -238,7 +240,7 @@ def _cpp_fused_forward(x, merged):
     y = x.new_empty(x.shape[0], math.prod(c.shape[2] for c in merged))
     kernel = _extensions.cpu().mpo.forward_f32 if x.dtype == torch.float32 else _extensions.cpu().mpo.forward_f64
     kernel(x.data_ptr(), x.shape[0], x.shape[1], y.shape[1], [m.data_ptr() for m in mats], steps, y.data_ptr(),
-           tile, _fused_threads(steps, x.shape[0]))
+           tile, _fused_threads(steps, x.shape[0], tile))
     return y
 
 
@@ -252,7 +254,7 @@ def _cpp_fused_backward(grad, x, merged):
     kernel = module.backward_f32 if x.dtype == torch.float32 else module.backward_f64
     kernel(grad.data_ptr(), x.data_ptr(), x.shape[0], x.shape[1], grad.shape[1], [m.data_ptr() for m in mats],
            steps, grad_x.data_ptr(), [g.data_ptr() for g in grad_mats], scratch.data_ptr(), tile,
-           _fused_threads(steps, x.shape[0]))
+           _fused_threads(steps, x.shape[0], tile))
     return grad_x, [contract.matrix_grad_to_core(g, c.shape, "ltr") for g, c in zip(grad_mats, merged)]
 
 
