@@ -3,7 +3,7 @@
 # the GPU. Usage (repo root, on the GPU machine): bash bench/gpu.sh [STAGES] [OUT_DIR]
 #   STAGES (comma-separated, default gpu,suite,bench):
 #     gpu    tests/test_gpu.py: the CUDA and Triton kernels on CUDA tensors against the references
-#     suite  the rest of the test suite, 8 processes
+#     suite  the rest of the test suite (8 processes with pytest-xdist)
 #     bench  `physkernels bench --device cuda`, one suite at a time (GPU_SH_SUITES picks them)
 #            -> bench/results/full_cuda_<suite>.{json,md}
 # Logs land in OUT_DIR (default $OUT, else bench/results/gpu-run), the results also as OUT_DIR/results.tgz.
@@ -31,8 +31,9 @@ if [[ "$stages" == *,gpu,* ]]; then
   timeout $(left 240) python3 -m pytest -q -rs tests/test_gpu.py 2>&1 | tee "$out/gpu_tests.log" | tail -40 || status=1
 fi
 if [[ "$stages" == *,suite,* ]]; then
-  timeout $(left 200) python3 -m pytest -q -n 8 -p no:cacheprovider tests --ignore \
-    tests/test_gpu.py 2>&1 | tee "$out/tests.log" | tail -25 || status=1
+  parallel=$(python3 -c "import xdist" 2>/dev/null && echo "-n 8")  # pytest-xdist when the machine has it
+  timeout $(left 200) python3 -m pytest -q $parallel -p no:cacheprovider tests --ignore tests/test_gpu.py 2>&1 \
+    | tee "$out/tests.log" | tail -25 || status=1
 fi
 if [[ "$stages" == *,bench,* ]]; then
   for suite in ${GPU_SH_SUITES:-mpo cg2d taylor nnqft ising rbm}; do
