@@ -102,8 +102,9 @@ def available_backends(device: torch.device | str = "cpu") -> list[str]:
 class OpDispatcher:
     """Maps backend names to one op's implementations and picks one per call.
 
-    ``auto_order`` lists, per device type, the backends to try in order of speed for ``auto``.
-    Implementations share one signature; ``register`` is used as a decorator::
+    ``auto_order`` lists, per device type, the backends to try in order of speed for ``auto``; a key
+    ``"<device type>:<dtype>"`` (e.g. ``"cuda:float64"``) overrides it for that dtype when ``resolve``/``get`` are
+    given one. Implementations share one signature; ``register`` is used as a decorator::
 
         dispatch = OpDispatcher("mpo_linear", auto_order={"cpu": ("cpp", "reference")})
 
@@ -130,12 +131,16 @@ class OpDispatcher:
     def implemented(self) -> tuple[str, ...]:
         return tuple(b for b in BACKENDS if b in self._impls)
 
-    def resolve(self, device: torch.device | str, backend: str | None = None) -> str:
-        """The backend that will run on ``device`` (``backend`` overrides the process-wide choice)."""
+    def resolve(self, device: torch.device | str, backend: str | None = None, dtype: torch.dtype | None = None) -> str:
+        """The backend that will run on ``device`` for tensors of ``dtype`` (``backend`` overrides the process-wide
+        choice)."""
         device = torch.device(device)
         choice = _validate(backend) if backend is not None else _active
         if choice == "auto":
-            for candidate in self.auto_order.get(device.type, ("reference",)):
+            order = self.auto_order.get(device.type, ("reference",))
+            if dtype is not None:
+                order = self.auto_order.get(f"{device.type}:{str(dtype).removeprefix('torch.')}", order)
+            for candidate in order:
                 if candidate in self._impls and why_unavailable(candidate, device) is None:
                     return candidate
             return "reference"
@@ -148,5 +153,5 @@ class OpDispatcher:
             raise BackendUnavailableError(f"{self.op_name}: backend {choice!r} is unavailable: {reason}")
         return choice
 
-    def get(self, device: torch.device | str, backend: str | None = None) -> Callable:
-        return self._impls[self.resolve(device, backend)]
+    def get(self, device: torch.device | str, backend: str | None = None, dtype: torch.dtype | None = None) -> Callable:
+        return self._impls[self.resolve(device, backend, dtype)]

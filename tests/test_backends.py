@@ -31,6 +31,17 @@ def test_auto_picks_first_available_in_order():
     assert d.resolve("cpu") == "cpp"
 
 
+def test_auto_order_can_differ_per_dtype():
+    d = OpDispatcher("demo", auto_order={"cpu": ("cpp", "reference"), "cpu:float64": ("reference", "cpp")})
+    d.register("reference")(lambda: "reference")
+    d.register("cpp")(lambda: "cpp")
+    assert d.resolve("cpu") == d.resolve("cpu", dtype=torch.float32) == "cpp"
+    assert d.resolve("cpu", dtype=torch.float64) == "reference"
+    assert d.get("cpu", dtype=torch.float64)() == "reference"
+    with physkernels.use_backend("cpp"):  # an explicit choice is not overridden
+        assert d.resolve("cpu", dtype=torch.float64) == "cpp"
+
+
 def test_set_backend_and_context_manager_restore():
     physkernels.set_backend("reference")
     assert physkernels.get_backend() == "reference"

@@ -187,6 +187,13 @@ def test_taylor_matches_reference(backend, dtype):
                      names=["x", "weight", "bias"][:2 + (args[2] is not None)])
 
 
+def test_taylor_auto_runs_triton_in_float32_and_cuda_in_float64():
+    from physkernels.ops.taylor_linear import _forward
+
+    assert _forward.resolve("cuda", dtype=torch.float32) == "triton"
+    assert _forward.resolve("cuda", dtype=torch.float64) == "cuda"
+
+
 @pytest.mark.parametrize("backend", [b for b in GPU_BACKENDS if torch.float64 in DTYPES[b]])
 def test_taylor_gradcheck_and_opcheck(backend):
     x, w, b = to_gpu(taylor_args(3, 3, 2, 5, seed=3), torch.float64)

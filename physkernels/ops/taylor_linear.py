@@ -63,9 +63,11 @@ def reference_taylor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     return y.reshape(*lead, weight.shape[0])
 
 
-# On a GPU the Triton kernels beat the CUDA C++ ones (H100, n = 49: fwd+bwd 1.7-2.4x faster at orders 2 and 3,
-# bench/results/full_cuda_taylor.md), so auto tries Triton first there.
-_AUTO = {"cpu": ("cpp", "reference"), "cuda": ("triton", "cuda", "reference")}
+# On a GPU the Triton kernels beat the CUDA C++ ones (H100, n = 49, float32: fwd+bwd 1.7-2.4x faster at orders 2
+# and 3, bench/results/full_cuda_taylor.md), so auto tries Triton first there; float64 runs the CUDA kernels, the
+# GPU path verified in float64 (tests/test_gpu.py).
+_AUTO = {"cpu": ("cpp", "reference"), "cuda": ("triton", "cuda", "reference"),
+         "cuda:float64": ("cuda", "triton", "reference")}
 _forward = OpDispatcher("taylor_linear", auto_order=_AUTO)
 _backward = OpDispatcher("taylor_linear_backward", auto_order=_AUTO)
 
@@ -200,7 +202,7 @@ def _backward_cuda(grad, x, weight, order, need_input, need_weight):
 
 @torch.library.custom_op("physkernels::taylor_linear", mutates_args=())
 def _taylor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, order: int) -> torch.Tensor:
-    return _forward.get(x.device)(x, weight, bias, order)
+    return _forward.get(x.device, dtype=x.dtype)(x, weight, bias, order)
 
 
 @_taylor_linear.register_fake
@@ -211,7 +213,7 @@ def _(x, weight, bias, order):
 @torch.library.custom_op("physkernels::taylor_linear_backward", mutates_args=())
 def _taylor_linear_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, order: int,
                             need_input: bool, need_weight: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return _backward.get(x.device)(grad, x, weight, order, need_input, need_weight)
+    return _backward.get(x.device, dtype=x.dtype)(grad, x, weight, order, need_input, need_weight)
 
 
 @_taylor_linear_backward.register_fake
@@ -243,7 +245,7 @@ class _EagerTaylorLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, order):
-        ctx.backend = _forward.resolve(x.device)
+        ctx.backend = _forward.resolve(x.device, dtype=x.dtype)
         ctx.save_for_backward(x, weight)
         ctx.order, ctx.has_bias = order, bias is not None
         return _forward.get(x.device, ctx.backend)(x, weight, bias, order)
