@@ -250,6 +250,13 @@ def test_ising_gpu_engine_matches_cpp_bit_for_bit(engine):
     assert torch.equal(cpp.words, gpu.words.cpu())
 
 
+def test_rbm_auto_samples_float64_on_the_gpu_with_torch():
+    rbm = random_rbm(4, 3, seed=2)
+    W, b, c = (t.detach().cuda() for t in (rbm.W, rbm.b, rbm.c))
+    v, h = gibbs(torch.ones(8, 4, dtype=torch.float64, device="cuda"), W, b, c, k=2, seed=1)
+    assert v.dtype == h.dtype == torch.float64 and v.is_cuda
+
+
 @pytest.mark.skipif("triton" not in GPU_BACKENDS, reason="triton unavailable")
 def test_rbm_triton_gibbs_samples_the_exact_transitions():
     rbm = random_rbm(4, 3, seed=11)

@@ -27,7 +27,9 @@ MAX_ENUMERATION_UNITS = 24
 _CPP_AUTO_MAX_WEIGHTS = 1 << 14
 _WORK_PER_THREAD = 1 << 18  # multiply-adds per OpenMP thread below which the C++ kernel stays serial
 
-_gibbs = OpDispatcher("rbm_gibbs", auto_order={"cpu": ("cpp", "reference"), "cuda": ("triton", "reference")})
+# The Triton kernel runs in float32 only, so float64 on a GPU samples with torch.
+_gibbs = OpDispatcher("rbm_gibbs", auto_order={"cpu": ("cpp", "reference"), "cuda": ("triton", "reference"),
+                                               "cuda:float64": ("reference",)})
 
 
 @_gibbs.register("reference")
@@ -80,8 +82,8 @@ def gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k
     ``W``: ``(nv, nh)``, ``b``: ``(nv,)``, ``c``: ``(nh,)``, same floating dtype and device as ``v0``. The stream is
     a function of ``(seed, step_offset)`` (and the backend); ``step_offset`` lets a chain continue (PCD).
     No gradient flows through sampling. With the ``auto`` backend, RBMs with more than 16384 weights on CPU
-    (batched BLAS is faster there than the fused per-chain kernel) and with more than 128 units on a GPU (the
-    Triton kernel's limit) use the reference.
+    (batched BLAS is faster there than the fused per-chain kernel) and, on a GPU, in float64 or with more than 128
+    units (the Triton kernel's limits) use the reference.
     """
     if not all(isinstance(t, torch.Tensor) for t in (v0, W, b, c)):
         raise TypeError("v0, W, b and c must be torch.Tensors")
@@ -102,7 +104,7 @@ def gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k
         backend = "reference"
     with torch.no_grad():
         tensors = [t.detach().contiguous() for t in (v0, W, b, c)]
-        return _gibbs.get(v0.device, backend)(*tensors, k, seed, step_offset)
+        return _gibbs.get(v0.device, backend, v0.dtype)(*tensors, k, seed, step_offset)
 
 
 def all_binary_states(n: int, dtype=torch.float64, device=None) -> torch.Tensor:
