@@ -56,7 +56,7 @@ def __getattr__(name: str) -> Any:
 
 
 def info() -> dict[str, Any]:
-    """Describe this installation: version, backends per device, compile flags, threads, torch version."""
+    """Describe this installation: version, backends per device, compile flags, threads, torch version, GPU."""
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     cpu_module = _extensions.load("_C")
     cuda_module = _extensions.load("_C_cuda")
@@ -76,4 +76,6 @@ def info() -> dict[str, Any]:
         "openmp": build.get("openmp"),
         "threads": torch.get_num_threads(),
         "cuda_runtime": cuda_module.runtime_version() if cuda_module is not None else None,
+        "gpu": (f"{torch.cuda.get_device_name(0)} (sm_{''.join(map(str, torch.cuda.get_device_capability(0)))})"
+                if torch.cuda.is_available() else None),
     }
