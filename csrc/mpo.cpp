@@ -131,11 +131,12 @@ void chain_backward(const T* grad, const T* x, std::int64_t batch, std::int64_t 
                 // dA_s += sum_c dOut[c] @ in[c]^T, then dIn[c] = A_s^T @ dOut[c]
                 mpo_gemm::gemm_nt_acc(ping.data(), n, st.m * n, in, n, st.k * n, partial + mat_offset[s], st.k, st.m,
                                       st.k, n, st.count);
+                if (s == 0 && !grad_x) break;  // the first step's dIn is dx: skipped when x needs no gradient
                 for (std::int64_t c = 0; c < st.count; ++c)
                     gemm(mats[s], 1, st.k, ping.data() + c * st.m * n, pong.data() + c * st.k * n, st.k, st.m, n);
                 std::swap(ping, pong);
             }
-            store_tile(ping.data(), in_features, b0, valid, tile, grad_x);
+            if (grad_x) store_tile(ping.data(), in_features, b0, valid, tile, grad_x);
         }
         // reduce the per-tile partials in tile order (the result does not depend on the thread count)
 #pragma omp for schedule(static)

@@ -29,7 +29,8 @@ void chain_forward(const T* x, std::int64_t batch, std::int64_t in_features, std
                    const std::vector<const T*>& mats, const std::vector<Step>& steps, T* y, std::int64_t tile,
                    int threads);
 
-// grad_mats[s] receives dL/dA_s (m x k). scratch holds n_tiles * sum_s(m_s k_s) elements (per-tile partials).
+// grad_mats[s] receives dL/dA_s (m x k); grad_x may be nullptr (x needs no gradient: the first step's dIn is
+// skipped). scratch holds n_tiles * sum_s(m_s k_s) elements (per-tile partials).
 template <typename T>
 void chain_backward(const T* grad, const T* x, std::int64_t batch, std::int64_t in_features,
                     std::int64_t out_features, const std::vector<const T*>& mats, const std::vector<Step>& steps,

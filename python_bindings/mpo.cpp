@@ -1,5 +1,6 @@
 // physkernels._C.mpo: the fused MPO chain (csrc/mpo.cpp). Pointers are tensor.data_ptr() integers; every tensor
-// is contiguous. steps: (count, m, k, rest) per step; mats: the step matrices A_s (m x k), row-major.
+// is contiguous. steps: (count, m, k, rest) per step; mats: the step matrices A_s (m x k), row-major. grad_x = 0
+// skips dx (x needs no gradient).
 #include <pybind11/stl.h>
 
 #include <array>

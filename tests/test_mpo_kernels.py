@@ -55,6 +55,9 @@ def check_fused_chain(seed: int = 0) -> None:
                     w_merged = op.reference_weight_grad_to_cores(want_gw, merged)
                     for got, want in zip(gm, w_merged):
                         assert (got - want).abs().max() <= tol * want.abs().max(), (in_shape, groups, batch, dtype)
+                    # without dx (x needs no gradient) the core gradients are the same bits
+                    no_gx, gm_only = op._cpp_fused_backward(grad, x, merged, need_x=False)
+                    assert no_gx is None and all(torch.equal(a, b) for a, b in zip(gm_only, gm))
 
 
 def _isas():

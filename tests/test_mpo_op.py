@@ -107,6 +107,38 @@ def test_every_plan_matches_reference(seed):
             check_against_reference(fn, reference_mpo_linear, [x, cores])
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_every_plan_skips_dx_when_x_needs_no_gradient(seed):
+    """need_x=False: dx is None and every core gradient is the same as with dx (all plans, both backward paths)."""
+    x, cores, _ = random_problem(200 + seed, n_range=(2, 5))
+    x = x.reshape(-1, x.shape[-1])
+    grad = torch.randn(x.shape[0], math.prod(c.shape[2] for c in cores), dtype=x.dtype)
+    kernels = ("gemm", "fused") if "cpp" in available_backends("cpu") else ("gemm",)
+    for p in planner.enumerate_plans(*op_module.mpo_shapes(cores), x.shape[0], x.dtype, kernels=kernels):
+        for keep in (False, True):
+            states = contract.run_forward(p, x, cores, op_module._cpp_fused_forward, keep_states=True)[1] \
+                if keep else None
+            full = contract.run_backward(p, grad, x, cores, op_module._cpp_fused_backward, states)
+            cores_only = contract.run_backward(p, grad, x, cores, op_module._cpp_fused_backward, states, need_x=False)
+            assert cores_only[0] is None and all(torch.equal(a, b) for a, b in zip(cores_only[1:], full[1:])), p
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_eager_layer_without_input_gradient(backend):
+    """A first layer: x needs no gradient, the cores' and bias's gradients match the reference."""
+    if backend not in available_backends("cpu"):
+        pytest.skip(f"{backend} unavailable")
+    x, cores, bias = random_problem(31, n_range=(3, 4))
+    leaves = [c.clone().requires_grad_() for c in cores] + [bias.clone().requires_grad_()]
+    with physkernels.use_backend(backend):
+        y = mpo_linear(x, leaves[:-1], leaves[-1])
+    y.square().sum().backward()
+    want = [c.clone().requires_grad_() for c in cores] + [bias.clone().requires_grad_()]
+    reference_mpo_linear(x, want[:-1], want[-1]).square().sum().backward()
+    for got, ref in zip(leaves, want):
+        torch.testing.assert_close(got.grad, ref.grad)
+
+
 @pytest.mark.skipif("cpp" not in available_backends("cpu"), reason="_C not built")
 def test_fused_cpp_independent_of_thread_count():
     x, cores, _ = random_problem(7, n_range=(4, 4), dtype=torch.float32)

@@ -15,7 +15,8 @@ from .planner import Plan
 
 Tensor = torch.Tensor
 FusedForward = Callable[[Tensor, list[Tensor]], Tensor]
-FusedBackward = Callable[[Tensor, Tensor, list[Tensor]], tuple[Tensor, list[Tensor]]]
+# fused(grad, x, merged, need_x) -> (dx, or None when not need_x; [d merged core])
+FusedBackward = Callable[[Tensor, Tensor, list[Tensor], bool], tuple[Optional[Tensor], list[Tensor]]]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -108,8 +109,10 @@ def chain_forward(x: Tensor, merged: Sequence[Tensor], direction: str) -> Tensor
 
 
 def chain_backward(grad: Tensor, x: Tensor, merged: Sequence[Tensor], direction: str,
-                   states: Optional[Sequence[Tensor]] = None) -> tuple[Tensor, list[Tensor]]:
-    """``(dx, [d merged core])`` of the chain; ``states`` are the forward's (recomputed when None)."""
+                   states: Optional[Sequence[Tensor]] = None,
+                   need_x: bool = True) -> tuple[Optional[Tensor], list[Tensor]]:
+    """``(dx, [d merged core])`` of the chain; ``states`` are the forward's (recomputed when None); dx is None
+    (its step skipped) when not ``need_x``."""
     if states is None:
         states = chain_states(x, merged, direction)
     batch = x.shape[0]
@@ -123,11 +126,12 @@ def chain_backward(grad: Tensor, x: Tensor, merged: Sequence[Tensor], direction:
         d_out = g_state.view(count, a.shape[0], -1)
         if count == 1:
             grad_a = d_out[0] @ s[0].t()
-            g_state = a.t() @ d_out[0]
         else:
             grad_a = torch.bmm(d_out, s.transpose(1, 2)).sum(0)  # no permuting copy of the big states
-            g_state = batched_step(a.t(), d_out)
         grads[g] = matrix_grad_to_core(grad_a, merged[g].shape, direction)
+        if step == 0 and not need_x:
+            return None, grads
+        g_state = a.t() @ d_out[0] if count == 1 else batched_step(a.t(), d_out)
     return g_state.reshape(-1, batch).t().contiguous(), grads
 
 
@@ -184,10 +188,12 @@ def run_forward(plan: Plan, x: Tensor, cores: Sequence[Tensor], fused: Optional[
 
 
 def run_backward(plan: Plan, grad: Tensor, x: Tensor, cores: Sequence[Tensor],
-                 fused: Optional[FusedBackward] = None, states: Optional[Sequence[Tensor]] = None) -> list[Tensor]:
+                 fused: Optional[FusedBackward] = None, states: Optional[Sequence[Tensor]] = None,
+                 need_x: bool = True) -> list[Optional[Tensor]]:
     """``[dx, d cores[0], ..., d cores[n-1]]`` for the upstream gradient ``grad`` (B, prod J).
 
     ``states``: what ``run_forward(..., keep_states=True)`` returned with the same plan (recomputed when None).
+    Without ``need_x`` dx is None and not computed (x needs no gradient, e.g. a first layer's input).
     """
     if states:
         merged, tapes, chain = _unflatten(plan, states)
@@ -195,14 +201,14 @@ def run_backward(plan: Plan, grad: Tensor, x: Tensor, cores: Sequence[Tensor],
         (merged, tapes), chain = _merge_all(cores, plan), None
     if plan.dense:
         w_t = merged[0][0, :, :, 0]  # (prod I, prod J) = W^T
-        grad_x = grad @ w_t.t()
+        grad_x = grad @ w_t.t() if need_x else None
         grad_merged = [(x.t() @ grad).view(merged[0].shape)]
     elif plan.kernel == "fused":
         if fused is None:
             raise RuntimeError("this plan needs a fused chain kernel but none was given")
-        grad_x, grad_merged = fused(grad, x, merged)
+        grad_x, grad_merged = fused(grad, x, merged, need_x)
     else:
-        grad_x, grad_merged = chain_backward(grad, x, merged, plan.direction, chain)
+        grad_x, grad_merged = chain_backward(grad, x, merged, plan.direction, chain, need_x)
     grads = [grad_x]
     for (a, b), partials, g in zip(plan.groups, tapes, grad_merged):
         grads += merge_group_backward(cores[a:b], partials, g)

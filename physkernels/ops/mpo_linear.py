@@ -155,10 +155,10 @@ def _forward_reference(x, cores, keep_states=False):
 
 
 @_backward.register("reference")
-def _backward_reference(grad, x, cores, saved=None):
+def _backward_reference(grad, x, cores, saved=None, need_x=True):
     weight = reference_mpo_weight(cores)
     grad_w = grad.transpose(0, 1) @ x
-    return [grad @ weight, *reference_weight_grad_to_cores(grad_w, cores)]
+    return [grad @ weight if need_x else None, *reference_weight_grad_to_cores(grad_w, cores)]
 
 
 _plan_memo: dict = {}
@@ -194,10 +194,11 @@ def _planned_forward(x, cores, keep_states, kernels, fused):
     return (out[0], (p, out[1])) if keep_states else out
 
 
-def _planned_backward(grad, x, cores, saved, kernels, fused):
-    """Backward by the forward's plan and kept states, or (custom op) by its own plan, recomputing."""
+def _planned_backward(grad, x, cores, saved, kernels, fused, need_x=True):
+    """Backward by the forward's plan and kept states, or (custom op) by its own plan, recomputing; dx is None
+    when not ``need_x``."""
     p, states = saved if saved is not None else (_plan(x, cores, "backward", kernels), None)
-    return contract.run_backward(p, grad, x, cores, fused=fused, states=states)
+    return contract.run_backward(p, grad, x, cores, fused=fused, states=states, need_x=need_x)
 
 
 @_forward.register("cpp")
@@ -207,9 +208,9 @@ def _forward_cpp(x, cores, keep_states=False):
 
 
 @_backward.register("cpp")
-def _backward_cpp(grad, x, cores, saved=None):
+def _backward_cpp(grad, x, cores, saved=None, need_x=True):
     _require_float_dtype(x, "cpp")
-    return _planned_backward(grad, x, cores, saved, _cpp_kernels(), _cpp_fused_backward)
+    return _planned_backward(grad, x, cores, saved, _cpp_kernels(), _cpp_fused_backward, need_x)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -244,16 +245,17 @@ def _cpp_fused_forward(x, merged):
     return y
 
 
-def _cpp_fused_backward(grad, x, merged):
+def _cpp_fused_backward(grad, x, merged, need_x=True):
+    """``(dx, d merged)``; without ``need_x`` dx is None and the chain's first dIn is skipped."""
     mats, steps, tile = _fused_chain(merged, x.shape[0], x.element_size())
-    grad_x = torch.empty_like(x)
+    grad_x = torch.empty_like(x) if need_x else None
     grad_mats = [torch.empty_like(m) for m in mats]
     n_tiles = -(-x.shape[0] // tile)
     scratch = x.new_empty(n_tiles * sum(m.numel() for m in mats))
     module = _extensions.cpu().mpo
     kernel = module.backward_f32 if x.dtype == torch.float32 else module.backward_f64
     kernel(grad.data_ptr(), x.data_ptr(), x.shape[0], x.shape[1], grad.shape[1], [m.data_ptr() for m in mats],
-           steps, grad_x.data_ptr(), [g.data_ptr() for g in grad_mats], scratch.data_ptr(), tile,
+           steps, grad_x.data_ptr() if need_x else 0, [g.data_ptr() for g in grad_mats], scratch.data_ptr(), tile,
            _fused_threads(steps, x.shape[0], tile))
     return grad_x, [contract.matrix_grad_to_core(g, c.shape, "ltr") for g, c in zip(grad_mats, merged)]
 
@@ -275,8 +277,8 @@ def _forward_triton(x, cores, keep_states=False):
 
 
 @_backward.register("triton")
-def _backward_triton(grad, x, cores, saved=None):
-    return _planned_backward(grad, x, cores, saved, ("gemm",), None)
+def _backward_triton(grad, x, cores, saved=None, need_x=True):
+    return _planned_backward(grad, x, cores, saved, ("gemm",), None, need_x)
 
 
 def _cuda_chain_buffers(x, merged):
@@ -304,7 +306,8 @@ def _cuda_fused_forward(x, merged):
     return y
 
 
-def _cuda_fused_backward(grad, x, merged):
+def _cuda_fused_backward(grad, x, merged, need_x=True):
+    """``(dx, d merged)``; the CUDA kernel always forms dx (returned as None without ``need_x``)."""
     mats, flat, table, steps, tile, half = _cuda_chain_buffers(x, merged)
     n_tiles = -(-x.shape[0] // tile)
     state_total = sum(c * k * r for c, _, k, r in steps) * tile
@@ -318,7 +321,7 @@ def _cuda_fused_backward(grad, x, merged):
            table.data_ptr(), len(steps), x.shape[0], x.shape[1], grad.shape[1], half, state_total, mat_total, tile,
            scratch.data_ptr(), partials.data_ptr(), torch.cuda.current_stream(x.device).cuda_stream)
     grads = torch.split(grad_flat, [a.numel() for a in mats])
-    return grad_x, [contract.matrix_grad_to_core(g.view(a.shape), c.shape, "ltr")
+    return grad_x if need_x else None, [contract.matrix_grad_to_core(g.view(a.shape), c.shape, "ltr")
                     for g, a, c in zip(grads, mats, merged)]
 
 
@@ -329,9 +332,9 @@ def _forward_cuda(x, cores, keep_states=False):
 
 
 @_backward.register("cuda")
-def _backward_cuda(grad, x, cores, saved=None):
+def _backward_cuda(grad, x, cores, saved=None, need_x=True):
     _require_float_dtype(x, "cuda")
-    return _planned_backward(grad, x, cores, saved, ("gemm", "fused"), _cuda_fused_backward)
+    return _planned_backward(grad, x, cores, saved, ("gemm", "fused"), _cuda_fused_backward, need_x)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -404,7 +407,7 @@ class _EagerMPOLinear(torch.autograd.Function):
         x, *rest = ctx.saved_tensors
         cores, states = rest[:ctx.n_cores], rest[ctx.n_cores:]
         saved = None if ctx.plan is None else (ctx.plan, states)
-        grads = _backward.get(x.device, ctx.backend)(grad.contiguous(), x, cores, saved)
+        grads = _backward.get(x.device, ctx.backend)(grad.contiguous(), x, cores, saved, ctx.needs_input_grad[0])
         grad_bias = grad.sum(0) if ctx.has_bias else None
         return (grads[0], grad_bias, *grads[1:])
 
