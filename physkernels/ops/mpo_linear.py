@@ -141,7 +141,8 @@ def _validate(x, cores, bias) -> tuple[tuple[int, ...], tuple[int, ...], tuple[i
 # ----------------------------------------------------------------------------------------------------------------
 # Backends. Every implementation works on x of shape (batch, prod I).
 # forward(x, cores, keep_states=False) -> y (batch, prod J), or with keep_states (y, saved) for the backward;
-# backward(grad_y, x, cores, saved=None) -> [grad_x, *grad_cores] (saved=None: plan and recompute on its own)
+# backward(grad_y, x, cores, saved=None, need_x=True) -> [grad_x, *grad_cores] (saved=None: plan and recompute on
+# its own; need_x=False: grad_x is None and not computed)
 # ----------------------------------------------------------------------------------------------------------------
 _AUTO = {"cpu": ("cpp", "reference"), "cuda": ("cuda", "triton", "reference")}
 _forward = OpDispatcher("mpo_linear", auto_order=_AUTO)
