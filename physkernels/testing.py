@@ -26,6 +26,17 @@ def _tensor_leaves(args: Sequence[Any]) -> list[tuple[int, int | None, torch.Ten
     return leaves
 
 
+def map_floating(args: Sequence[Any], fn: Callable[[torch.Tensor], torch.Tensor]) -> list[Any]:
+    """``args`` with ``fn`` applied to every floating-point tensor, inside lists and tuples too (others unchanged)."""
+    def apply(a):
+        if isinstance(a, torch.Tensor) and a.is_floating_point():
+            return fn(a)
+        if isinstance(a, (list, tuple)):
+            return type(a)(apply(t) for t in a)
+        return a
+    return [apply(a) for a in args]
+
+
 def _fresh_copies(args: Sequence[Any]) -> tuple[list[Any], list[torch.Tensor]]:
     """Copies of ``args`` whose floating tensors are new leaves requiring grad (strides preserved)."""
     out = list(args)
@@ -101,15 +112,8 @@ def check_against_float64_reference(
     the normwise error bound of a float32 contraction, which unlike elementwise tolerances does not fail on
     entries that cancel to nearly zero or grow with the batch.
     """
-    def upcast(a):
-        if isinstance(a, torch.Tensor) and a.is_floating_point():
-            return a.detach().double()
-        if isinstance(a, (list, tuple)):
-            return type(a)(upcast(t) for t in a)
-        return a
-
     got_out, got_grads = run_with_grads(op, args)
-    want_out, want_grads = run_with_grads(reference, [upcast(a) for a in args])
+    want_out, want_grads = run_with_grads(reference, map_floating(args, lambda t: t.detach().double()))
     leaf_names = names or [f"arg{i}" + ("" if j is None else f"[{j}]") for i, j, _ in _tensor_leaves(args)]
     pairs = [(f"output {k}", g, w) for k, (g, w) in enumerate(zip(got_out, want_out))]
     pairs += [(f"gradient of {n}", g, w) for n, g, w in zip(leaf_names, got_grads, want_grads)]

@@ -64,6 +64,11 @@ def make_args(cfg: dict, dtype=torch.float64, seed: int = 0):
     return x, w1, w2, bias, w3
 
 
+def skip_unsupported(backend, cfg):
+    if backend == "triton" and cfg["order"] == 3:
+        pytest.skip("triton implements order 2")
+
+
 def geometry(cfg):
     return cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"]
 
@@ -258,8 +263,7 @@ GRADCHECK_CONFIGS = [
 @pytest.mark.parametrize("backend", ["reference"] + CPU_BACKENDS)
 @pytest.mark.parametrize("cfg", GRADCHECK_CONFIGS)
 def test_gradcheck(backend, cfg):
-    if backend == "triton" and cfg["order"] == 3:
-        pytest.skip("triton implements order 2")
+    skip_unsupported(backend, cfg)
     x, w1, w2, bias, w3 = make_args(cfg)
     geo = geometry(cfg)
     tensors = [t.requires_grad_() for t in (x, w1, w2, bias, w3) if t is not None]
@@ -323,8 +327,7 @@ def test_torch_export_records_the_custom_op():
 @pytest.mark.parametrize("cfg", GRADCHECK_CONFIGS)
 def test_eager_path_equals_the_custom_op(backend, cfg):
     """Both paths call the same backend implementations: values and all gradients agree bit for bit."""
-    if backend == "triton" and cfg["order"] == 3:
-        pytest.skip("triton implements order 2")
+    skip_unsupported(backend, cfg)
     x, w1, w2, bias, w3 = make_args(cfg)
     s, p, d, g = geometry(cfg)
     results = []

@@ -19,7 +19,7 @@ from physkernels.ops.taylor_linear import _taylor_linear, reference_taylor_linea
 from physkernels.physics import nnqft
 from physkernels.physics.ising import engines
 from physkernels.physics.rbm import all_binary_states, gibbs
-from physkernels.testing import check_against_float64_reference, check_against_reference
+from physkernels.testing import check_against_float64_reference, check_against_reference, map_floating
 from test_cg2d import NAMES_2, geometry, make_args, random_config
 from test_mpo_op import _planned, op_module, random_problem
 from test_rbm import assert_frequencies, random_rbm, state_index, transition_matrix
@@ -41,14 +41,8 @@ def _exact_float32_references():
 
 
 def to_gpu(args, dtype):
-    """The same arguments on the GPU in ``dtype`` (floating tensors only, inside lists too)."""
-    def move(a):
-        if isinstance(a, torch.Tensor):
-            return a.to("cuda", dtype) if a.is_floating_point() else a.to("cuda")
-        if isinstance(a, (list, tuple)):
-            return type(a)(move(t) for t in a)
-        return a
-    return [move(a) for a in args]
+    """The same (floating-point) arguments on the GPU in ``dtype``, inside lists too."""
+    return map_floating(args, lambda t: t.to("cuda", dtype))
 
 
 def check_on_gpu(op, reference, args, dtype, names=None):

@@ -22,8 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..ops.cg2d import cg2d, num_pairs, unfold_cg2d
-from ..backends import why_unavailable
-from .harness import ResultTable, backend_times, median_time, peak_memory_bytes
+from .harness import ResultTable, backend_comparison_table, median_time, peak_memory_bytes
 
 # name, channels, input size, stride, dilation (2x2 kernels, no padding, C_out = C_in)
 SHAPES = [
@@ -161,19 +160,13 @@ def _single_thread_table(shapes, batches, rounds: int) -> ResultTable:
 
 def _gpu_backend_table(shapes, batches) -> ResultTable:
     """fwd (no grad) and fwd+bwd of the CUDA C++ and the Triton kernels on the GPU, same inputs, same run."""
-    backends = tuple(b for b in ("cuda", "triton") if why_unavailable(b, "cuda") is None)
-    table = ResultTable("cg2d_gpu_backends", "CG2d GPU kernels: CUDA C++ vs Triton (float32, ms)",
-                        ["shape", "batch"] + [f"{b} {w}" for b in backends for w in ("fwd", "fwd+bwd")],
-                        notes=["fwd: forward under no_grad; fwd+bwd: one training step; medians, same run"])
-    for (name, channels, size, stride, dilation), batch in [(s, b) for s in shapes for b in batches]:
-        inputs, forward = _problem(channels, size, stride, dilation, batch, "cuda")["cg2d"]
-        fwd, _, step = _closures(inputs, forward)
-        row = {"shape": name, "batch": batch}
-        for what, fn in (("fwd", fwd), ("fwd+bwd", step)):
-            for backend, seconds in backend_times(fn, backends, "cuda").items():
-                row[f"{backend} {what}"] = seconds * 1e3
-        table.add(**row)
-    return table
+    def cases():
+        for (name, channels, size, stride, dilation), batch in [(s, b) for s in shapes for b in batches]:
+            fwd, _, step = _closures(*_problem(channels, size, stride, dilation, batch, "cuda")["cg2d"])
+            yield {"shape": name, "batch": batch}, fwd, step
+
+    return backend_comparison_table("cg2d_gpu_backends", "CG2d GPU kernels: CUDA C++ vs Triton (float32, ms)",
+                                    ["shape", "batch"], cases())
 
 
 def run(quick: bool, device: str) -> list[ResultTable]:

@@ -16,9 +16,11 @@ import statistics
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
+
+from ..backends import use_backend, why_unavailable
 
 
 def _sync(device: torch.device | str) -> None:
@@ -44,16 +46,28 @@ def median_time(fn: Callable[[], Any], *, device="cpu", warmup: int = 2, repeats
     return statistics.median(samples)
 
 
-def backend_times(step: Callable[[], Any], backends: tuple[str, ...], device, **timing) -> dict[str, float]:
-    """Median seconds of ``step()`` under each of ``backends`` (``physkernels.use_backend``), same inputs and run:
-    the measurement behind a device's ``auto`` order."""
-    from ..backends import use_backend
+def gpu_kernel_backends() -> tuple[str, ...]:
+    """The GPU kernel backends (``cuda``, ``triton``) that can run in this process."""
+    return tuple(b for b in ("cuda", "triton") if why_unavailable(b, "cuda") is None)
 
-    times = {}
-    for backend in backends:
-        with use_backend(backend):
-            times[backend] = median_time(step, device=device, **timing)
-    return times
+
+def backend_comparison_table(name: str, title: str, key_columns: list[str],
+                             cases: Iterable[tuple[dict, Callable[[], Any], Callable[[], Any]]],
+                             **timing) -> "ResultTable":
+    """fwd (no grad) and fwd+bwd milliseconds of every GPU kernel backend, same inputs, same run: the measurement
+    behind a GPU ``auto`` order. ``cases`` yields (values of ``key_columns``, fwd callable, fwd+bwd callable); each
+    callable is timed under ``physkernels.use_backend`` of each backend."""
+    backends = gpu_kernel_backends()
+    table = ResultTable(name, title, key_columns + [f"{b} {w}" for b in backends for w in ("fwd", "fwd+bwd")],
+                        notes=["fwd: forward under no_grad; fwd+bwd: one training step; medians, same run"])
+    for keys, fwd, step in cases:
+        row = dict(keys)
+        for what, fn in (("fwd", fwd), ("fwd+bwd", step)):
+            for backend in backends:
+                with use_backend(backend):
+                    row[f"{backend} {what}"] = median_time(fn, device="cuda", **timing) * 1e3
+        table.add(**row)
+    return table
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from ..physics import nnqft
 from ..physics.nnqft import ensemble
 from .. import _extensions
 from ..backends import why_unavailable
-from .harness import ResultTable, median_time, peak_memory_bytes
+from .harness import ResultTable, gpu_kernel_backends, median_time, peak_memory_bytes
 
 FIG1_POINTS = [-0.01, -0.006, -0.002, 0.002, 0.006, 0.01]
 FIG1_WIDTHS = [2, 3, 4, 5, 10, 20, 50, 100, 500, 1000]
@@ -155,14 +155,13 @@ def _gpu_table(quick: bool) -> ResultTable:
     """Bag sums of the Fig. 1 points on the GPU (CUDA C++ and Triton kernels) against the C++ kernel on this
     machine's CPU threads, same networks, same run; and the Fig. 1 paper configuration end to end on the GPU."""
     n_nets = 20000 if quick else 300000
-    gpu_backends = [b for b in ("cuda", "triton") if why_unavailable(b, "cuda") is None]
     table = ResultTable("nnqft_gpu", f"Ensemble kernels on the GPU vs the C++ kernel ({n_nets} nets, 6 points, "
                         "n <= 4)", ["width", "backend", "device", "seconds", "neuron_evals_per_s", "speedup_vs_cpp"])
     table_combos = nnqft.ComboTable(len(FIG1_POINTS), 4)
     for width in (10, 1000):
         law = nnqft.NetworkLaw(width)
         runs = [("cpp", "cpu")] if why_unavailable("cpp") is None else []
-        runs += [(b, "cuda") for b in gpu_backends]
+        runs += [(b, "cuda") for b in gpu_kernel_backends()]
         times = {}
         for backend, device in runs:
             pts = torch.tensor(FIG1_POINTS, dtype=torch.float64, device=device)[:, None]

@@ -21,8 +21,7 @@ import torch
 
 from ..ops.taylor_linear import reference_taylor_linear, taylor_linear
 from ..taylor import monomial_count
-from ..backends import why_unavailable
-from .harness import ResultTable, backend_times, median_time, peak_memory_bytes
+from .harness import ResultTable, backend_comparison_table, median_time, peak_memory_bytes
 
 N_INPUTS, N_OUTPUTS = 49, 10
 GIB = 2.0**30
@@ -116,25 +115,20 @@ def kernel_rates(orders=(3, 4), batch: int = 256) -> ResultTable:
 
 def _gpu_backend_table(orders, batches) -> ResultTable:
     """fwd (no grad) and fwd+bwd of the CUDA C++ and the Triton kernels on the GPU, same inputs, same run."""
-    backends = tuple(b for b in ("cuda", "triton") if why_unavailable(b, "cuda") is None)
-    table = ResultTable("taylor_gpu_backends", f"TaylorLinear n={N_INPUTS} GPU kernels: CUDA C++ vs Triton "
-                        "(float32, ms)", ["order", "batch"] + [f"{b} {w}" for b in backends for w in ("fwd", "fwd+bwd")],
-                        notes=["fwd: forward under no_grad; fwd+bwd: one training step; medians, same run"])
-    for order in orders:
-        for batch in batches:
-            x, weight, bias, grad = _inputs(batch, order, "cuda")
+    def cases():
+        for order in orders:
+            for batch in batches:
+                x, weight, bias, grad = _inputs(batch, order, "cuda")
 
-            def forward():
-                with torch.no_grad():
-                    taylor_linear(x, weight, bias, order)
+                def forward():
+                    with torch.no_grad():
+                        taylor_linear(x, weight, bias, order)
 
-            row = {"order": order, "batch": batch}
-            step = _fwd_bwd(lambda *a: taylor_linear(*a, order), x, weight, bias, grad)
-            for what, fn in (("fwd", forward), ("fwd+bwd", step)):
-                for backend, seconds in backend_times(fn, backends, "cuda", repeats=5, max_seconds=8.0).items():
-                    row[f"{backend} {what}"] = seconds * 1e3
-            table.add(**row)
-    return table
+                yield ({"order": order, "batch": batch}, forward,
+                       _fwd_bwd(lambda *a: taylor_linear(*a, order), x, weight, bias, grad))
+
+    return backend_comparison_table("taylor_gpu_backends", f"TaylorLinear n={N_INPUTS} GPU kernels: CUDA C++ vs "
+                                    "Triton (float32, ms)", ["order", "batch"], cases(), repeats=5, max_seconds=8.0)
 
 
 def run(quick: bool, device: str) -> list[ResultTable]:
