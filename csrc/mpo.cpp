@@ -44,22 +44,22 @@ void store_tile(const T* src, std::int64_t features, std::int64_t b0, std::int64
     }
 }
 
-// A_s^T (k x m, row-major) of every step: A's columns contiguous, so the micro-kernel also vectorises the short
-// rows of small batch tiles (see mpo_gemm.h).
+// A_s (m x k, row-major) of every step from C_s = A_s^T: the backward's dIn = A_s^T dOut reads A_s with its
+// columns contiguous, so the micro-kernel also vectorises the short rows of small batch tiles (see mpo_gemm.h).
 template <typename T>
 std::vector<std::vector<T>> transposed(const std::vector<const T*>& mats, const std::vector<Step>& steps) {
     std::vector<std::vector<T>> out;
     for (std::size_t s = 0; s < steps.size(); ++s) {
         const std::int64_t m = steps[s].m, k = steps[s].k;
         std::vector<T> t(m * k);
-        for (std::int64_t i = 0; i < m; ++i)
-            for (std::int64_t p = 0; p < k; ++p) t[p * m + i] = mats[s][i * k + p];
+        for (std::int64_t p = 0; p < k; ++p)
+            for (std::int64_t i = 0; i < m; ++i) t[i * k + p] = mats[s][p * m + i];
         out.push_back(std::move(t));
     }
     return out;
 }
 
-// out (count blocks of m x rest*tile) = A @ in (count blocks of k x rest*tile); a_t = A^T (k x m)
+// out (count blocks of m x rest*tile) = A @ in (count blocks of k x rest*tile); a_t = C = A^T (k x m)
 template <typename T>
 void apply_step(const T* a_t, const Step& s, std::int64_t tile, const T* in, T* out) {
     const std::int64_t n = s.rest * tile;
@@ -75,7 +75,6 @@ void chain_forward(const T* x, std::int64_t batch, std::int64_t in_features, std
     const std::vector<std::int64_t> sizes = state_sizes(steps);
     const std::int64_t largest = *std::max_element(sizes.begin(), sizes.end());
     const std::int64_t n_tiles = (batch + tile - 1) / tile;
-    const std::vector<std::vector<T>> mats_t = transposed(mats, steps);
 #pragma omp parallel num_threads(resolve_threads(threads))
     {
         std::vector<T> ping(largest * tile), pong(largest * tile);
@@ -84,7 +83,7 @@ void chain_forward(const T* x, std::int64_t batch, std::int64_t in_features, std
             const std::int64_t b0 = t * tile, valid = std::min(tile, batch - b0);
             load_tile(x, in_features, b0, valid, tile, ping.data());
             for (std::size_t s = 0; s < steps.size(); ++s) {
-                apply_step(mats_t[s].data(), steps[s], tile, ping.data(), pong.data());
+                apply_step(mats[s], steps[s], tile, ping.data(), pong.data());
                 std::swap(ping, pong);
             }
             store_tile(ping.data(), out_features, b0, valid, tile, y);
@@ -95,7 +94,7 @@ void chain_forward(const T* x, std::int64_t batch, std::int64_t in_features, std
 template <typename T>
 void chain_backward(const T* grad, const T* x, std::int64_t batch, std::int64_t in_features,
                     std::int64_t out_features, const std::vector<const T*>& mats, const std::vector<Step>& steps,
-                    T* grad_x, const std::vector<T*>& grad_mats, T* scratch, std::int64_t tile, int threads) {
+                    T* grad_x, const std::vector<T*>& grad_mats, std::int64_t tile, int threads) {
     const std::vector<std::int64_t> sizes = state_sizes(steps);
     const std::int64_t largest = *std::max_element(sizes.begin(), sizes.end());
     std::int64_t stored = 0, mat_total = 0;
@@ -108,19 +107,20 @@ void chain_backward(const T* grad, const T* x, std::int64_t batch, std::int64_t 
     }
     const std::int64_t n_tiles = (batch + tile - 1) / tile;
     const int n_threads = resolve_threads(threads);
-    const std::vector<std::vector<T>> mats_t = transposed(mats, steps);
+    const std::vector<std::vector<T>> mats_a = transposed(mats, steps);
+    std::vector<T> partials(n_tiles * mat_total);  // per-tile dA_s (m x k) of every step
 #pragma omp parallel num_threads(n_threads)
     {
         std::vector<T> states(stored), ping(largest * tile), pong(largest * tile);
 #pragma omp for schedule(static)
         for (std::int64_t t = 0; t < n_tiles; ++t) {
             const std::int64_t b0 = t * tile, valid = std::min(tile, batch - b0);
-            T* partial = scratch + t * mat_total;
+            T* partial = partials.data() + t * mat_total;
             std::fill(partial, partial + mat_total, T(0));
             // forward, keeping every step's input state
             load_tile(x, in_features, b0, valid, tile, states.data());
             for (std::size_t s = 0; s + 1 < steps.size(); ++s)
-                apply_step(mats_t[s].data(), steps[s], tile, states.data() + state_offset[s],
+                apply_step(mats[s], steps[s], tile, states.data() + state_offset[s],
                            states.data() + state_offset[s + 1]);
             // backward through the steps
             load_tile(grad, out_features, b0, valid, tile, ping.data());
@@ -133,18 +133,21 @@ void chain_backward(const T* grad, const T* x, std::int64_t batch, std::int64_t 
                                       st.k, n, st.count);
                 if (s == 0 && !grad_x) break;  // the first step's dIn is dx: skipped when x needs no gradient
                 for (std::int64_t c = 0; c < st.count; ++c)
-                    gemm(mats[s], 1, st.k, ping.data() + c * st.m * n, pong.data() + c * st.k * n, st.k, st.m, n);
+                    gemm(mats_a[s].data(), 1, st.k, ping.data() + c * st.m * n, pong.data() + c * st.k * n, st.k, st.m,
+                         n);
                 std::swap(ping, pong);
             }
             if (grad_x) store_tile(ping.data(), in_features, b0, valid, tile, grad_x);
         }
-        // reduce the per-tile partials in tile order (the result does not depend on the thread count)
+        // reduce the per-tile partials in tile order (the result does not depend on the thread count), stored
+        // transposed: dC_s = dA_s^T
 #pragma omp for schedule(static)
         for (std::int64_t e = 0; e < mat_total; ++e) {
             T total = T(0);
-            for (std::int64_t t = 0; t < n_tiles; ++t) total += scratch[t * mat_total + e];
+            for (std::int64_t t = 0; t < n_tiles; ++t) total += partials[t * mat_total + e];
             std::size_t s = std::upper_bound(mat_offset.begin(), mat_offset.end(), e) - mat_offset.begin() - 1;
-            grad_mats[s][e - mat_offset[s]] = total;
+            const std::int64_t row = (e - mat_offset[s]) / steps[s].k, col = (e - mat_offset[s]) % steps[s].k;
+            grad_mats[s][col * steps[s].m + row] = total;
         }
     }
 }
@@ -154,7 +157,7 @@ void chain_backward(const T* grad, const T* x, std::int64_t batch, std::int64_t 
                                    const std::vector<const T*>&, const std::vector<Step>&, T*, std::int64_t, int); \
     template void chain_backward<T>(const T*, const T*, std::int64_t, std::int64_t, std::int64_t,               \
                                     const std::vector<const T*>&, const std::vector<Step>&, T*,                  \
-                                    const std::vector<T*>&, T*, std::int64_t, int);
+                                    const std::vector<T*>&, std::int64_t, int);
 PHYSKERNELS_INSTANTIATE(float)
 PHYSKERNELS_INSTANTIATE(double)
 #undef PHYSKERNELS_INSTANTIATE

@@ -1,66 +1,74 @@
-// physkernels._C.mpo: the fused MPO chain (csrc/mpo.cpp). Pointers are tensor.data_ptr() integers; every tensor
-// is contiguous. steps: (count, m, k, rest) per step; mats: the step matrices A_s (m x k), row-major. grad_x = 0
-// skips dx (x needs no gradient).
+// physkernels._C.mpo: the fused MPO chain (csrc/mpo.cpp) over merged groups of cores (csrc/mpo_merge.cpp).
+// Pointers are tensor.data_ptr() integers; every tensor is contiguous. cores: one pointer per core, shapes:
+// (D_l, I, J, D_r) per core, groups: [first, stop) core ranges merged into one chain step each (the plan's
+// grouping). grad_x = 0 skips dx (x needs no gradient).
 #include <pybind11/stl.h>
 
 #include <array>
+#include <stdexcept>
 
 #include "mpo.h"
 #include "mpo_gemm.h"
+#include "mpo_merge.h"
 #include "registry.h"
 
 namespace {
 
 namespace py = pybind11;
 using physkernels::bindings::ptr;
-using Steps = std::vector<std::array<std::int64_t, 4>>;
+using physkernels::mpo::CoreShape;
+using physkernels::mpo::Group;
+using Shapes = std::vector<std::array<std::int64_t, 4>>;
 
-std::vector<physkernels::mpo::Step> to_steps(const Steps& raw) {
-    if (raw.empty()) throw std::invalid_argument("mpo: the chain needs at least one step");
-    std::vector<physkernels::mpo::Step> steps;
-    for (const auto& s : raw) {
-        if (s[0] < 1 || s[1] < 1 || s[2] < 1 || s[3] < 1) throw std::invalid_argument("mpo: step sizes must be >= 1");
-        steps.push_back({s[0], s[1], s[2], s[3]});
+template <typename T>
+physkernels::mpo::MergedChain<T> merged_chain(const std::vector<std::uintptr_t>& cores, const Shapes& shapes,
+                                              const std::vector<Group>& groups) {
+    if (cores.size() != shapes.size()) throw std::invalid_argument("mpo: one shape per core");
+    std::vector<const T*> core_ptrs;
+    std::vector<CoreShape> core_shapes;
+    for (std::size_t k = 0; k < cores.size(); ++k) {
+        core_ptrs.push_back(ptr<const T>(cores[k]));
+        core_shapes.push_back({shapes[k][0], shapes[k][1], shapes[k][2], shapes[k][3]});
     }
-    return steps;
+    return physkernels::mpo::MergedChain<T>(core_ptrs, core_shapes, groups);
+}
+
+void check_batch(std::int64_t batch, std::int64_t tile) {
+    if (batch < 1 || tile < 1) throw std::invalid_argument("mpo: batch and tile must be >= 1");
 }
 
 template <typename T>
-std::vector<const T*> const_ptrs(const std::vector<std::uintptr_t>& raw) {
-    std::vector<const T*> out;
-    for (auto p : raw) out.push_back(ptr<const T>(p));
-    return out;
-}
-
-template <typename T>
-void forward(std::uintptr_t x, std::int64_t batch, std::int64_t in_features, std::int64_t out_features,
-             const std::vector<std::uintptr_t>& mats, const Steps& steps, std::uintptr_t y, std::int64_t tile,
-             int threads) {
-    if (mats.size() != steps.size()) throw std::invalid_argument("mpo: one matrix per step");
+void forward(std::uintptr_t x, std::int64_t batch, const std::vector<std::uintptr_t>& cores, const Shapes& shapes,
+             const std::vector<Group>& groups, std::uintptr_t y, std::int64_t tile, int threads) {
+    check_batch(batch, tile);
     py::gil_scoped_release release;
-    physkernels::mpo::chain_forward<T>(ptr<const T>(x), batch, in_features, out_features, const_ptrs<T>(mats),
-                                       to_steps(steps), ptr<T>(y), tile, threads);
+    const auto chain = merged_chain<T>(cores, shapes, groups);
+    physkernels::mpo::chain_forward<T>(ptr<const T>(x), batch, chain.in_features(), chain.out_features(),
+                                       chain.mats(), physkernels::mpo::ltr_steps(chain.merged_shapes()), ptr<T>(y),
+                                       tile, threads);
 }
 
 template <typename T>
-void backward(std::uintptr_t grad, std::uintptr_t x, std::int64_t batch, std::int64_t in_features,
-              std::int64_t out_features, const std::vector<std::uintptr_t>& mats, const Steps& steps,
-              std::uintptr_t grad_x, const std::vector<std::uintptr_t>& grad_mats, std::uintptr_t scratch,
-              std::int64_t tile, int threads) {
-    if (mats.size() != steps.size() || grad_mats.size() != steps.size())
-        throw std::invalid_argument("mpo: one matrix and one gradient per step");
-    std::vector<T*> grads;
-    for (auto p : grad_mats) grads.push_back(ptr<T>(p));
+void backward(std::uintptr_t grad, std::uintptr_t x, std::int64_t batch, const std::vector<std::uintptr_t>& cores,
+              const Shapes& shapes, const std::vector<Group>& groups, std::uintptr_t grad_x,
+              const std::vector<std::uintptr_t>& grad_cores, std::int64_t tile, int threads) {
+    check_batch(batch, tile);
+    if (grad_cores.size() != cores.size()) throw std::invalid_argument("mpo: one gradient per core");
+    std::vector<T*> core_grads;
+    for (auto p : grad_cores) core_grads.push_back(ptr<T>(p));
     py::gil_scoped_release release;
-    physkernels::mpo::chain_backward<T>(ptr<const T>(grad), ptr<const T>(x), batch, in_features, out_features,
-                                        const_ptrs<T>(mats), to_steps(steps), ptr<T>(grad_x), grads,
-                                        ptr<T>(scratch), tile, threads);
+    auto chain = merged_chain<T>(cores, shapes, groups);
+    physkernels::mpo::chain_backward<T>(ptr<const T>(grad), ptr<const T>(x), batch, chain.in_features(),
+                                        chain.out_features(), chain.mats(),
+                                        physkernels::mpo::ltr_steps(chain.merged_shapes()), ptr<T>(grad_x),
+                                        chain.merged_grads(core_grads), tile, threads);
+    chain.project(core_grads);
 }
 
 }  // namespace
 
 PHYSKERNELS_SUBMODULE(mpo, m) {
-    m.doc() = "Fused MPO chain: per batch tile, the chain of step GEMMs with intermediates in cache";
+    m.doc() = "Fused MPO chain: merged groups of cores, then per batch tile the chain of step GEMMs in cache";
     m.def("forward_f32", &forward<float>);
     m.def("forward_f64", &forward<double>);
     m.def("backward_f32", &backward<float>);

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif("cpp" not in available_backends("cpu"), reason="
 
 # (in_shape, out_shape, ranks), groupings to fuse, batches
 CASES = [
-    (((3, 5, 2), (7, 1, 13), (13, 6)), (((0, 1), (1, 2), (2, 3)), ((0, 2), (2, 3))), (1, 17, 37)),
+    (((3, 5, 2), (7, 1, 13), (13, 6)), (((0, 1), (1, 2), (2, 3)), ((0, 2), (2, 3)), ((0, 3),)), (1, 17, 37)),
     (((1, 4, 9, 2), (2, 3, 1, 5), (1, 11, 3)), (((0, 1), (1, 2), (2, 3), (3, 4)), ((0, 1), (1, 4))), (5, 40)),
     (((16, 2), (25, 3), (7,)), (((0, 1), (1, 2)),), (3, 64)),
 ]
@@ -28,8 +28,6 @@ CASES = [
 def check_fused_chain(seed: int = 0) -> None:
     """Fused forward/backward vs the reference for every case (run inside the subprocess)."""
     import importlib
-
-    from physkernels.mpo import contract
 
     op = importlib.import_module("physkernels.ops.mpo_linear")
     gen = torch.Generator().manual_seed(seed)
@@ -43,21 +41,19 @@ def check_fused_chain(seed: int = 0) -> None:
                 grad = torch.randn(batch, torch.Size(out_shape).numel(), generator=gen, dtype=dtype)
                 w = op.reference_mpo_weight(cores)
                 want_y, want_gx = x @ w.t(), grad @ w
-                want_gw = grad.t() @ x
+                # each core's gradient = the projection of dW onto it (the reference's chain rule)
+                want_gc = op.reference_weight_grad_to_cores(grad.t() @ x, cores)
                 for groups in groupings:
-                    merged = [contract.merge_group(cores[a:b])[0] for a, b in groups]
-                    y = op._cpp_fused_forward(x, merged)
-                    gx, gm = op._cpp_fused_backward(grad, x, merged)
+                    y = op._cpp_fused_forward(x, cores, groups)
+                    gx, gc = op._cpp_fused_backward(grad, x, cores, groups)
                     scale = want_y.abs().max()
                     assert (y - want_y).abs().max() <= tol * scale, (in_shape, groups, batch, dtype)
                     assert (gx - want_gx).abs().max() <= tol * want_gx.abs().max(), (in_shape, groups, batch, dtype)
-                    # each merged core's gradient = the projection of dW onto it (the reference's chain rule)
-                    w_merged = op.reference_weight_grad_to_cores(want_gw, merged)
-                    for got, want in zip(gm, w_merged):
+                    for got, want in zip(gc, want_gc):
                         assert (got - want).abs().max() <= tol * want.abs().max(), (in_shape, groups, batch, dtype)
                     # without dx (x needs no gradient) the core gradients are the same bits
-                    no_gx, gm_only = op._cpp_fused_backward(grad, x, merged, need_x=False)
-                    assert no_gx is None and all(torch.equal(a, b) for a, b in zip(gm_only, gm))
+                    no_gx, gc_only = op._cpp_fused_backward(grad, x, cores, groups, need_x=False)
+                    assert no_gx is None and all(torch.equal(a, b) for a, b in zip(gc_only, gc))
 
 
 def _isas():
@@ -77,3 +73,29 @@ def test_fused_chain_on_every_instruction_set(isa):
             "from tests.test_mpo_kernels import check_fused_chain; check_fused_chain()")
     result = subprocess.run([sys.executable, "-c", code, isa], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("groups,message", [
+    (((0, 1), (2, 3)), "contiguous"),
+    (((0, 2),), "cover every core"),
+    (((0, 1), (1, 1), (1, 3)), "non-empty"),
+])
+def test_binding_rejects_bad_groups(groups, message):
+    """The C++ merge validates the plan's grouping itself (pybind11 turns std::invalid_argument into ValueError)."""
+    import physkernels._C as C
+
+    cores = [torch.randn(1, 2, 3, 2), torch.randn(2, 2, 2, 3), torch.randn(3, 2, 1, 1)]
+    x, y = torch.randn(4, 8), torch.empty(4, 6)
+    with pytest.raises(ValueError, match=message):
+        C.mpo.forward_f32(x.data_ptr(), 4, [c.data_ptr() for c in cores], [tuple(c.shape) for c in cores], groups,
+                          y.data_ptr(), 4, 1)
+
+
+def test_binding_rejects_bond_mismatch():
+    import physkernels._C as C
+
+    cores = [torch.randn(1, 2, 3, 2), torch.randn(3, 2, 2, 1)]
+    x, y = torch.randn(4, 4), torch.empty(4, 6)
+    with pytest.raises(ValueError, match="bond mismatch"):
+        C.mpo.forward_f32(x.data_ptr(), 4, [c.data_ptr() for c in cores], [tuple(c.shape) for c in cores],
+                          ((0, 1), (1, 2)), y.data_ptr(), 4, 1)

@@ -142,7 +142,8 @@ def test_eager_layer_without_input_gradient(backend):
 @pytest.mark.skipif("cpp" not in available_backends("cpu"), reason="_C not built")
 def test_fused_cpp_independent_of_thread_count():
     x, cores, _ = random_problem(7, n_range=(4, 4), dtype=torch.float32)
-    merged = [contract.merge_group(cores[a:b])[0] for a, b in ((0, 2), (2, 3), (3, 4))]
+    groups = ((0, 2), (2, 3), (3, 4))
+    merged = [contract.merge_group(cores[a:b])[0] for a, b in groups]
     steps, _ = op_module._fused_layout(tuple(tuple(c.shape) for c in merged), 1, 4, False)
     macs_per_sample = sum(count * m * k * rest for count, m, k, rest in steps)
     batch = 2**18 // macs_per_sample + 37  # enough work for the kernel to use every thread; a partial last tile
@@ -156,9 +157,9 @@ def test_fused_cpp_independent_of_thread_count():
     try:
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
-            y = op_module._cpp_fused_forward(x, merged)
-            gx, gm = op_module._cpp_fused_backward(grad, x, merged)
-            results.append([y, gx, *gm])
+            y = op_module._cpp_fused_forward(x, cores, groups)
+            gx, gc = op_module._cpp_fused_backward(grad, x, cores, groups)
+            results.append([y, gx, *gc])
     finally:
         torch.set_num_threads(previous)
     for other in results[1:]:
@@ -171,8 +172,7 @@ def test_triton_fused_chain_interpreted():
     x, cores, bias = random_problem(3, n_range=(3, 3), dtype=torch.float32)
     x = x.reshape(-1, x.shape[-1])
     for groups in (((0, 1), (1, 2), (2, 3)), ((0, 2), (2, 3))):
-        merged = [contract.merge_group(cores[a:b])[0] for a, b in groups]
-        y = op_module._triton_fused_forward(x, merged)
+        y = op_module._triton_fused_forward(x, cores, groups)
         torch.testing.assert_close(y, reference_mpo_linear(x, cores), **TOL[torch.float32])
     with physkernels.use_backend("triton"):
         check_against_reference(mpo_linear, reference_mpo_linear, [x, cores, bias], **TOL[torch.float32])

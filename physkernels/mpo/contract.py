@@ -14,9 +14,13 @@ import torch
 from .planner import Plan
 
 Tensor = torch.Tensor
-FusedForward = Callable[[Tensor, list[Tensor]], Tensor]
-# fused(grad, x, merged, need_x) -> (dx, or None when not need_x; [d merged core])
-FusedBackward = Callable[[Tensor, Tensor, list[Tensor], bool], tuple[Optional[Tensor], list[Tensor]]]
+Groups = Sequence[tuple[int, int]]
+# A fused chain kernel runs a whole plan over the cores and the plan's groups (it merges them itself):
+# fused_forward(x, cores, groups) -> y; fused_backward(grad, x, cores, groups, need_x) -> (dx, or None when not
+# need_x; [d core]). forward_on_merged_cores() / backward_on_merged_cores() adapt kernels that take merged
+# cores instead.
+FusedForward = Callable[[Tensor, Sequence[Tensor], Groups], Tensor]
+FusedBackward = Callable[[Tensor, Tensor, Sequence[Tensor], Groups, bool], tuple[Optional[Tensor], list[Tensor]]]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -135,16 +139,50 @@ def chain_backward(grad: Tensor, x: Tensor, merged: Sequence[Tensor], direction:
     return g_state.reshape(-1, batch).t().contiguous(), grads
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Whole plans
-# ----------------------------------------------------------------------------------------------------------------
-def _merge_all(cores: Sequence[Tensor], plan: Plan):
+def merge_groups(cores: Sequence[Tensor], groups: Groups) -> tuple[list[Tensor], list[list[Tensor]]]:
+    """One merged core per group, and each group's partial products (for :func:`merge_groups_backward`)."""
     merged, tapes = [], []
-    for a, b in plan.groups:
+    for a, b in groups:
         core, partials = merge_group(cores[a:b])
         merged.append(core)
         tapes.append(partials)
     return merged, tapes
+
+
+def merge_groups_backward(cores: Sequence[Tensor], groups: Groups, tapes, grad_merged: Sequence[Tensor]) -> list[Tensor]:
+    """Every core's gradient from the merged cores' gradients."""
+    grads = []
+    for (a, b), partials, g in zip(groups, tapes, grad_merged):
+        grads += merge_group_backward(cores[a:b], partials, g)
+    return grads
+
+
+def forward_on_merged_cores(kernel: Callable[[Tensor, list[Tensor]], Tensor]) -> FusedForward:
+    """A fused chain kernel over merged cores (``kernel(x, merged) -> y``) as the (cores, groups) form
+    :func:`run_forward` takes: the groups are merged with torch matmuls first."""
+
+    def fused_forward(x, cores, groups):
+        return kernel(x, merge_groups(cores, groups)[0])
+
+    return fused_forward
+
+
+def backward_on_merged_cores(kernel: Callable[[Tensor, Tensor, list[Tensor], bool],
+                                              tuple[Optional[Tensor], list[Tensor]]]) -> FusedBackward:
+    """``kernel(grad, x, merged, need_x) -> (dx, [d merged core])`` as the (cores, groups) form
+    :func:`run_backward` takes: merges the groups again, then projects the merged gradients onto the cores."""
+
+    def fused_backward(grad, x, cores, groups, need_x):
+        merged, tapes = merge_groups(cores, groups)
+        grad_x, grad_merged = kernel(grad, x, merged, need_x)
+        return grad_x, merge_groups_backward(cores, groups, tapes, grad_merged)
+
+    return fused_backward
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Whole plans
+# ----------------------------------------------------------------------------------------------------------------
 
 
 def dense_weight(merged_core: Tensor) -> Tensor:
@@ -167,16 +205,18 @@ def run_forward(plan: Plan, x: Tensor, cores: Sequence[Tensor], fused: Optional[
     """``x @ W^T`` for x ``(B, prod I)`` by ``plan``.
 
     With ``keep_states`` returns ``(y, states)``: the merged cores, the merge partial products and (gemm chains)
-    the chain's intermediate states, for :func:`run_backward` (fused kernels recompute theirs in cache).
+    the chain's intermediate states, for :func:`run_backward` (fused kernels keep nothing: they merge the cores and
+    recompute the chain in cache).
     """
-    merged, tapes = _merge_all(cores, plan)
+    if plan.kernel == "fused":
+        if fused is None:
+            raise RuntimeError("this plan needs a fused chain kernel but none was given")
+        y = fused(x, cores, plan.groups)
+        return (y, []) if keep_states else y
+    merged, tapes = merge_groups(cores, plan.groups)
     chain: list[Tensor] = []
     if plan.dense:
         y = x @ merged[0][0, :, :, 0]
-    elif plan.kernel == "fused":
-        if fused is None:
-            raise RuntimeError("this plan needs a fused chain kernel but none was given")
-        y = fused(x, merged)
     elif keep_states:
         chain = chain_states(x, merged, plan.direction)
         y = chain.pop().reshape(-1, x.shape[0]).t().contiguous()
@@ -195,21 +235,19 @@ def run_backward(plan: Plan, grad: Tensor, x: Tensor, cores: Sequence[Tensor],
     ``states``: what ``run_forward(..., keep_states=True)`` returned with the same plan (recomputed when None).
     Without ``need_x`` dx is None and not computed (x needs no gradient, e.g. a first layer's input).
     """
+    if plan.kernel == "fused":
+        if fused is None:
+            raise RuntimeError("this plan needs a fused chain kernel but none was given")
+        grad_x, grads = fused(grad, x, cores, plan.groups, need_x)
+        return [grad_x, *grads]
     if states:
         merged, tapes, chain = _unflatten(plan, states)
     else:
-        (merged, tapes), chain = _merge_all(cores, plan), None
+        (merged, tapes), chain = merge_groups(cores, plan.groups), None
     if plan.dense:
         w_t = merged[0][0, :, :, 0]  # (prod I, prod J) = W^T
         grad_x = grad @ w_t.t() if need_x else None
         grad_merged = [(x.t() @ grad).view(merged[0].shape)]
-    elif plan.kernel == "fused":
-        if fused is None:
-            raise RuntimeError("this plan needs a fused chain kernel but none was given")
-        grad_x, grad_merged = fused(grad, x, merged, need_x)
     else:
         grad_x, grad_merged = chain_backward(grad, x, merged, plan.direction, chain, need_x)
-    grads = [grad_x]
-    for (a, b), partials, g in zip(plan.groups, tapes, grad_merged):
-        grads += merge_group_backward(cores[a:b], partials, g)
-    return grads
+    return [grad_x, *merge_groups_backward(cores, plan.groups, tapes, grad_merged)]

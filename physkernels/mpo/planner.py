@@ -14,7 +14,8 @@ A plan is a family member of one construction:
    * rtl: ``G = prod I_<g``, ``A: (D_l J_g) x (I_g D_r)``, ``S[g]: (I_g D_r) x (prod J_>g B)``
 3. **Kernel.** ``gemm``: each step is one torch matmul call (GEMM-bound regimes). ``fused``: one compiled kernel
    (C++/OpenMP on CPU, Triton/CUDA on GPU) runs the whole ltr chain per batch tile with the intermediates in cache
-   (latency-bound regimes: small batches, small layers).
+   (latency-bound regimes: small batches, small layers). The C++ kernel also merges the groups and projects the
+   merged gradients back itself (no torch call per merge; its backward merges again instead of keeping them).
 
 The backward of a chain step costs two steps (``dS = A^T dOut`` and ``dA = sum_g dOut S^T``) and needs the
 forward intermediates: eager autograd keeps them from the forward; the custom op's backward (what torch.compile
@@ -54,6 +55,7 @@ class CostModel:
     fused_peak: float  # flop/s of the fused chain kernel's micro-kernels on long, tall steps (one thread on CPU)
     fused_half: tuple[float, float, float]  # (m, k, n) per step at which the fused kernel runs at half its peak
     fused_overhead: float  # s per fused-kernel call
+    fused_merge_overhead: float = 0.0  # s per pair of cores merged (or projected back) inside a fused call
     threads: int = 1  # CPU threads; the fused kernel runs one batch tile per thread
 
 
@@ -63,11 +65,16 @@ _MODELS = {
     # (bench/mpo_plans.py, docs/mpo-kernels.md). Rates scale with the thread count as threads**0.85 (cost_model).
     # The fused constants: one thread, the AVX-512 micro-kernels of csrc/mpo_gemm_kernel.inl on the same machine
     # (42 GFLOP/s over the (4,4,8,8,4)^2 D=4 chain at batch tile 16; 75-95 GFLOP/s on long in-cache steps).
+    # fused_merge_overhead: fitted (session 4) to single-thread CPU times of the top-14 candidates of every case
+    # after the C++ kernel took over the merges (geo-mean pick/fastest 1.074 without it, 1.033 with it).
     "cpu": CostModel(gemm_peak=5e10, gemm_half=(6.0, 6.0, 24.0), bandwidth=8e9, call_overhead=6e-6,
-                     op_overhead=2e-5, fused_peak=9e10, fused_half=(4.0, 8.0, 16.0), fused_overhead=2e-5),
-    # Order-of-magnitude constants for one datacenter GPU (not calibrated: no GPU on the dev machine).
+                     op_overhead=2e-5, fused_peak=9e10, fused_half=(4.0, 8.0, 16.0), fused_overhead=2e-5,
+                     fused_merge_overhead=1.6e-5),
+    # Order-of-magnitude constants for one datacenter GPU (not calibrated: no GPU on the dev machine). The GPU
+    # fused kernels merge with torch calls around them: a GEMM and a copy per merged pair.
     "cuda": CostModel(gemm_peak=4e13, gemm_half=(32.0, 32.0, 256.0), bandwidth=2e12, call_overhead=8e-6,
-                      op_overhead=3e-5, fused_peak=5e12, fused_half=(1.0, 1.0, 1.0), fused_overhead=6e-6),
+                      op_overhead=3e-5, fused_peak=5e12, fused_half=(1.0, 1.0, 1.0), fused_overhead=6e-6,
+                      fused_merge_overhead=1.6e-5),
 }
 
 
@@ -246,11 +253,23 @@ def _merge_cost(model, in_shape, out_shape, ranks, groups, itemsize, passes: int
     return total
 
 
+def _fused_merge_cost(model, in_shape, out_shape, ranks, groups, passes: int) -> Cost:
+    """Merging (passes=1) or projecting back (passes=2) inside a fused kernel call: serial micro-kernel GEMMs on
+    small cores, no torch calls."""
+    macs = passes * merge_macs(in_shape, out_shape, ranks, groups)
+    pairs = passes * sum(b - a - 1 for a, b in groups)
+    return Cost(macs, 0, 0, pairs * model.fused_merge_overhead + 2 * macs / model.fused_peak)
+
+
 def _costs(model, in_shape, out_shape, ranks, batch, groups, direction, kernel, itemsize):
     shapes = merged_shapes(in_shape, out_shape, ranks, groups)
     p_in, p_out = math.prod(in_shape), math.prod(out_shape)
-    merge = _merge_cost(model, in_shape, out_shape, ranks, groups, itemsize, 1)
-    unmerge = _merge_cost(model, in_shape, out_shape, ranks, groups, itemsize, 2)
+    if kernel == "fused" and len(groups) > 1:
+        merge = _fused_merge_cost(model, in_shape, out_shape, ranks, groups, 1)
+        unmerge = _fused_merge_cost(model, in_shape, out_shape, ranks, groups, 2)
+    else:
+        merge = _merge_cost(model, in_shape, out_shape, ranks, groups, itemsize, 1)
+        unmerge = _merge_cost(model, in_shape, out_shape, ranks, groups, itemsize, 2)
     overhead = Cost(0, 0, 1, model.op_overhead)
     steps = chain_steps(shapes, direction, batch)
     if len(groups) == 1:  # dense: y = x W^T; dx = g W, dW = g^T x
@@ -274,8 +293,9 @@ def _costs(model, in_shape, out_shape, ranks, batch, groups, direction, kernel, 
         call = Cost(macs, nbytes, 1, model.fused_overhead + seconds + nbytes / model.bandwidth)
         core_grads = Cost(0, 0, 0, sum(s.m * s.k for s in steps) * itemsize * 2 / model.bandwidth)
         forward = overhead + merge + call
-        backward = overhead + call + call + call + core_grads + unmerge  # recomputes the chain in cache
-        return forward, backward, merge, steps
+        # the backward merges again, recomputes the chain in cache, then runs dIn and dA per step
+        backward = overhead + merge + call + call + call + core_grads + unmerge
+        return forward, backward, Cost(), steps
     transposes = _copy(model, batch * p_in, itemsize) + _copy(model, batch * p_out, itemsize)
     chain = sum(step_costs, Cost())
     forward = overhead + merge + transposes + chain

@@ -237,35 +237,53 @@ def _fused_threads(steps, batch: int, tile: int) -> int:
     return 1 if macs < 2**17 else max(1, min(torch.get_num_threads(), -(-batch // tile)))
 
 
-def _cpp_fused_forward(x, merged):
-    mats, steps, tile = _fused_chain(merged, x.shape[0], x.element_size())
-    y = x.new_empty(x.shape[0], math.prod(c.shape[2] for c in merged))
-    kernel = _extensions.cpu().mpo.forward_f32 if x.dtype == torch.float32 else _extensions.cpu().mpo.forward_f64
-    kernel(x.data_ptr(), x.shape[0], x.shape[1], y.shape[1], [m.data_ptr() for m in mats], steps, y.data_ptr(),
-           tile, _fused_threads(steps, x.shape[0], tile))
+@functools.lru_cache(maxsize=1024)
+def _cpp_fused_config(core_shapes: tuple, groups: tuple, batch: int, itemsize: int, threads: int) -> tuple[int, int]:
+    """``(batch tile, threads)`` of a C++ fused call (``threads``: torch's count, part of the cache key)."""
+    merged = planner.merged_shapes([s[1] for s in core_shapes], [s[2] for s in core_shapes],
+                                   [s[3] for s in core_shapes[:-1]], groups)
+    steps, tile = _fused_layout(tuple(merged), batch, itemsize, False)
+    return tile, _fused_threads(steps, batch, tile)
+
+
+def _cpp_fused_call(x, cores, groups):
+    """The C++ module for x's dtype and the arguments every fused call shares (cores, shapes, groups, tile,
+    threads)."""
+    shapes = tuple(tuple(c.shape) for c in cores)
+    groups = tuple(groups)
+    tile, threads = _cpp_fused_config(shapes, groups, x.shape[0], x.element_size(), torch.get_num_threads())
+    suffix = "f32" if x.dtype == torch.float32 else "f64"
+    return suffix, [c.data_ptr() for c in cores], shapes, groups, tile, threads
+
+
+def _cpp_fused_forward(x, cores, groups):
+    """y of the ltr chain over ``groups`` of ``cores`` (merged inside the kernel call)."""
+    suffix, pointers, shapes, groups, tile, threads = _cpp_fused_call(x, cores, groups)
+    y = x.new_empty(x.shape[0], math.prod(s[2] for s in shapes))
+    getattr(_extensions.cpu().mpo, "forward_" + suffix)(x.data_ptr(), x.shape[0], pointers, shapes, groups,
+                                                        y.data_ptr(), tile, threads)
     return y
 
 
-def _cpp_fused_backward(grad, x, merged, need_x=True):
-    """``(dx, d merged)``; without ``need_x`` dx is None and the chain's first dIn is skipped."""
-    mats, steps, tile = _fused_chain(merged, x.shape[0], x.element_size())
+def _cpp_fused_backward(grad, x, cores, groups, need_x=True):
+    """``(dx, [d core])``; without ``need_x`` dx is None and the chain's first dIn is skipped."""
+    suffix, pointers, shapes, groups, tile, threads = _cpp_fused_call(x, cores, groups)
     grad_x = torch.empty_like(x) if need_x else None
-    grad_mats = [torch.empty_like(m) for m in mats]
-    n_tiles = -(-x.shape[0] // tile)
-    scratch = x.new_empty(n_tiles * sum(m.numel() for m in mats))
-    module = _extensions.cpu().mpo
-    kernel = module.backward_f32 if x.dtype == torch.float32 else module.backward_f64
-    kernel(grad.data_ptr(), x.data_ptr(), x.shape[0], x.shape[1], grad.shape[1], [m.data_ptr() for m in mats],
-           steps, grad_x.data_ptr() if need_x else 0, [g.data_ptr() for g in grad_mats], scratch.data_ptr(), tile,
-           _fused_threads(steps, x.shape[0], tile))
-    return grad_x, [contract.matrix_grad_to_core(g, c.shape, "ltr") for g, c in zip(grad_mats, merged)]
+    grad_cores = [torch.empty_like(c) for c in cores]
+    getattr(_extensions.cpu().mpo, "backward_" + suffix)(
+        grad.data_ptr(), x.data_ptr(), x.shape[0], pointers, shapes, groups, grad_x.data_ptr() if need_x else 0,
+        [g.data_ptr() for g in grad_cores], tile, threads)
+    return grad_x, grad_cores
 
 
-def _triton_fused_forward(x, merged):
+def _triton_merged_forward(x, merged):
     from ..kernels import mpo_triton
 
     mats, steps, tile = _fused_chain(merged, x.shape[0], x.element_size())
     return mpo_triton.chain_forward(x, mats, steps, tile=max(tile, 16))
+
+
+_triton_fused_forward = contract.forward_on_merged_cores(_triton_merged_forward)
 
 
 @_forward.register("triton")
@@ -294,7 +312,7 @@ def _cuda_chain_buffers(x, merged):
     return mats, flat, table, steps, tile, max(sizes) * tile
 
 
-def _cuda_fused_forward(x, merged):
+def _cuda_merged_forward(x, merged):
     mats, flat, table, steps, tile, half = _cuda_chain_buffers(x, merged)
     y = x.new_empty(x.shape[0], math.prod(c.shape[2] for c in merged))
     n_tiles = -(-x.shape[0] // tile)
@@ -307,7 +325,7 @@ def _cuda_fused_forward(x, merged):
     return y
 
 
-def _cuda_fused_backward(grad, x, merged, need_x=True):
+def _cuda_merged_backward(grad, x, merged, need_x=True):
     """``(dx, d merged)``; the CUDA kernel always forms dx (returned as None without ``need_x``)."""
     mats, flat, table, steps, tile, half = _cuda_chain_buffers(x, merged)
     n_tiles = -(-x.shape[0] // tile)
@@ -324,6 +342,10 @@ def _cuda_fused_backward(grad, x, merged, need_x=True):
     grads = torch.split(grad_flat, [a.numel() for a in mats])
     return grad_x if need_x else None, [contract.matrix_grad_to_core(g.view(a.shape), c.shape, "ltr")
                     for g, a, c in zip(grads, mats, merged)]
+
+
+_cuda_fused_forward = contract.forward_on_merged_cores(_cuda_merged_forward)
+_cuda_fused_backward = contract.backward_on_merged_cores(_cuda_merged_backward)
 
 
 @_forward.register("cuda")
