@@ -65,11 +65,12 @@ _MODELS = {
     # (bench/mpo_plans.py, docs/mpo-kernels.md). Rates scale with the thread count as threads**0.85 (cost_model).
     # The fused constants: one thread, the AVX-512 micro-kernels of csrc/mpo_gemm_kernel.inl on the same machine
     # (42 GFLOP/s over the (4,4,8,8,4)^2 D=4 chain at batch tile 16; 75-95 GFLOP/s on long in-cache steps).
-    # fused_merge_overhead: fitted (session 4) to single-thread CPU times of the top-14 candidates of every case
-    # after the C++ kernel took over the merges (geo-mean pick/fastest 1.074 without it, 1.033 with it).
+    # Refitted (session 4) after the C++ kernel took over the merges, on single-thread CPU times of the top-14
+    # candidates of every case: fused_half and fused_merge_overhead (3 us per merged pair and pass, as measured
+    # for the 256->10 layer's merges) give a geo-mean pick/fastest of 1.046 (1.074 with the old constants).
     "cpu": CostModel(gemm_peak=5e10, gemm_half=(6.0, 6.0, 24.0), bandwidth=8e9, call_overhead=6e-6,
-                     op_overhead=2e-5, fused_peak=9e10, fused_half=(4.0, 8.0, 16.0), fused_overhead=2e-5,
-                     fused_merge_overhead=1.6e-5),
+                     op_overhead=2e-5, fused_peak=9e10, fused_half=(8.0, 4.0, 16.0), fused_overhead=2e-5,
+                     fused_merge_overhead=3e-6),
     # Order-of-magnitude constants for one datacenter GPU (not calibrated: no GPU on the dev machine). The GPU
     # fused kernels merge with torch calls around them: a GEMM and a copy per merged pair.
     "cuda": CostModel(gemm_peak=4e13, gemm_half=(32.0, 32.0, 256.0), bandwidth=2e12, call_overhead=8e-6,
