@@ -107,6 +107,28 @@ def test_every_plan_matches_reference(seed):
             check_against_reference(fn, reference_mpo_linear, [x, cores])
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_merged_core_kernel_adapters(seed):
+    """contract.forward/backward_on_merged_cores (how the GPU fused kernels plug in): a kernel over merged cores,
+    here the torch ltr chain, gives the reference's values and every core's gradient through every fused plan."""
+    x, cores, _ = random_problem(300 + seed, n_range=(2, 5))
+    x = x.reshape(-1, x.shape[-1])
+
+    def merged_forward(x, merged):
+        return contract.chain_forward(x, merged, "ltr")
+
+    def merged_backward(grad, x, merged, need_x):
+        return contract.chain_backward(grad, x, merged, "ltr", need_x=need_x)
+
+    fused = contract.forward_on_merged_cores(merged_forward), contract.backward_on_merged_cores(merged_backward)
+    shapes = op_module.mpo_shapes(cores)
+    plans = [p for p in planner.enumerate_plans(*shapes, x.shape[0], x.dtype, kernels=("gemm", "fused"))
+             if p.kernel == "fused"]
+    assert plans
+    for p in plans:
+        check_against_reference(_planned(p, *fused), reference_mpo_linear, [x, cores])
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_every_plan_skips_dx_when_x_needs_no_gradient(seed):
     """need_x=False: dx is None and every core gradient is the same as with dx (all plans, both backward paths)."""
