@@ -146,6 +146,25 @@ def test_every_plan_skips_dx_when_x_needs_no_gradient(seed):
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
+@pytest.mark.parametrize("seed", range(3))
+def test_eager_inference_matches_reference(backend, seed):
+    """Without gradients the eager call runs the planned kernels directly: same values as the reference, on x with
+    extra leading dims, and an output that needs no gradient even when grad mode is on."""
+    if backend not in available_backends("cpu"):
+        pytest.skip(f"{backend} unavailable")
+    x, cores, bias = random_problem(500 + seed, n_range=(2, 5))
+    want = reference_mpo_linear(x, cores, bias)
+    with physkernels.use_backend(backend):
+        with torch.no_grad():
+            leaves = [c.clone().requires_grad_() for c in cores]
+            got_no_grad = mpo_linear(x, leaves, bias)
+        got = mpo_linear(x, cores, bias)
+    for y in (got_no_grad, got):
+        assert not y.requires_grad and y.shape == want.shape
+        torch.testing.assert_close(y, want, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
 def test_eager_layer_without_input_gradient(backend):
     """A first layer: x needs no gradient, the cores' and bias's gradients match the reference."""
     if backend not in available_backends("cpu"):

@@ -82,6 +82,18 @@ def test_values_and_grads_match_reference(backend):
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_eager_inference_matches_reference(backend):
+    """Without gradients the eager call runs the kernel directly: the reference's values, x with leading dims."""
+    for i, (n, order) in enumerate(_shapes(backend)[::5]):
+        x, w, b = _args(n, order, 3, 6, seed=300 + i, bias=i % 2 == 0)
+        x = x.reshape(2, 3, n)
+        with physkernels.use_backend(backend), torch.no_grad():
+            got = taylor_linear(x, w.requires_grad_(), b, order)
+        assert not got.requires_grad
+        torch.testing.assert_close(got, reference_taylor_linear(x, w.detach(), b, order), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_gradcheck(backend):
     n, order = (2, 2) if backend == "triton" else (3, 3)   # the interpreter is slow
     x, w, b = _args(n, order, 2, 3 if backend == "triton" else 5, seed=3)

@@ -440,16 +440,18 @@ def mpo_linear(x: torch.Tensor, cores: Sequence[torch.Tensor], bias: Optional[to
 
     Differentiable in x, every core and bias. Raises ValueError/TypeError naming the argument on bad input.
     Runs the custom op ``torch.ops.physkernels.mpo_linear`` under ``torch.compile``, export, fake tensors and
-    dispatch modes (and without gradients); in plain eager mode with gradients it calls the same kernels through a
-    lighter ``autograd.Function`` (see :mod:`physkernels.ops._eager`).
+    dispatch modes; in plain eager mode it calls the same kernels through a lighter ``autograd.Function`` (with
+    gradients) or directly (inference; see :mod:`physkernels.ops._eager`).
     """
     _validate(x, cores, bias)
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, bias, *cores))
-    if not needs_grad or not plain_eager_call((x, bias, *cores)):
+    if not plain_eager_call((x, bias, *cores)):
         y = _mpo_linear(x2, list(cores), bias)
-    else:
+    elif needs_grad:
         y = _EagerMPOLinear.apply(x2, bias, *cores)
+    else:  # eager inference: the planned kernels directly, without the dispatch layers
+        y = _forward_impl(x2, cores, bias)
     return y.reshape(*lead, y.shape[-1])

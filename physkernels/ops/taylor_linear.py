@@ -273,8 +273,9 @@ def taylor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     """y = bias + weight @ monomials(x) over all monomials of degree 1..order (fused; see module docstring).
 
     x (..., n); weight (O, C(n + order, order) - 1); bias (O) or None; returns (..., O) in x's dtype.
-    Runs the custom op ``torch.ops.physkernels.taylor_linear`` under tracing and without gradients; plain eager
-    calls with gradients take a lighter ``autograd.Function`` over the same kernels (gradients once differentiable).
+    Runs the custom op ``torch.ops.physkernels.taylor_linear`` under tracing; plain eager calls with gradients take
+    a lighter ``autograd.Function`` over the same kernels (gradients once differentiable), and plain eager calls
+    without gradients call the kernel directly.
     """
     order = check_order(order)
     _check_tensor("x", x)
@@ -297,8 +298,10 @@ def taylor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     lead = x.shape[:-1]
     x2 = x.reshape(-1, n)
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
-    if needs_grad and plain_eager_call((x, weight, bias)):
-        y = _EagerTaylorLinear.apply(x2, weight, bias, order)
-    else:
+    if not plain_eager_call((x, weight, bias)):
         y = _taylor_linear(x2, weight, bias, order)
+    elif needs_grad:
+        y = _EagerTaylorLinear.apply(x2, weight, bias, order)
+    else:  # eager inference: the kernel directly, without the dispatch layers
+        y = _forward.get(x.device, dtype=x.dtype)(x2, weight, bias, order)
     return y.reshape(*lead, weight.shape[0])
