@@ -110,7 +110,7 @@ def test_mpo_triton_fused_chain():
     for batch in (1, 17, 300):
         xb = x.repeat(-(-batch // x.shape[0]), 1)[:batch]
         groups = tuple((k, k + 1) for k in range(len(cores)))
-        got = op_module._triton_fused_forward(xb.float(), [c.float() for c in cores], groups).double()
+        got = op_module._triton_fused_forward(xb.float(), [c.float() for c in cores], groups)[0].double()
         want = reference_mpo_linear(xb, cores)
         assert (got - want).norm() <= 3e-5 * want.norm(), f"batch {batch}"
 

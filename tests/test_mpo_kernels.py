@@ -44,7 +44,7 @@ def check_fused_chain(seed: int = 0) -> None:
                 # each core's gradient = the projection of dW onto it (the reference's chain rule)
                 want_gc = op.reference_weight_grad_to_cores(grad.t() @ x, cores)
                 for groups in groupings:
-                    y = op._cpp_fused_forward(x, cores, groups)
+                    y, _ = op._cpp_fused_forward(x, cores, groups)
                     gx, gc = op._cpp_fused_backward(grad, x, cores, groups)
                     scale = want_y.abs().max()
                     assert (y - want_y).abs().max() <= tol * scale, (in_shape, groups, batch, dtype)

@@ -110,7 +110,8 @@ def test_every_plan_matches_reference(seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_merged_core_kernel_adapters(seed):
     """contract.forward/backward_on_merged_cores (how the GPU fused kernels plug in): a kernel over merged cores,
-    here the torch ltr chain, gives the reference's values and every core's gradient through every fused plan."""
+    here the torch ltr chain, gives the reference's values and every core's gradient through every fused plan,
+    with the forward's merged cores kept for the backward or merged again."""
     x, cores, _ = random_problem(300 + seed, n_range=(2, 5))
     x = x.reshape(-1, x.shape[-1])
 
@@ -126,7 +127,8 @@ def test_merged_core_kernel_adapters(seed):
              if p.kernel == "fused"]
     assert plans
     for p in plans:
-        check_against_reference(_planned(p, *fused), reference_mpo_linear, [x, cores])
+        for keep in (False, True):  # backward merging again / reusing the forward's merged cores
+            check_against_reference(_planned(p, *fused, keep), reference_mpo_linear, [x, cores])
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -198,7 +200,7 @@ def test_fused_cpp_independent_of_thread_count():
     try:
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
-            y = op_module._cpp_fused_forward(x, cores, groups)
+            y, _ = op_module._cpp_fused_forward(x, cores, groups)
             gx, gc = op_module._cpp_fused_backward(grad, x, cores, groups)
             results.append([y, gx, *gc])
     finally:
@@ -213,7 +215,7 @@ def test_triton_fused_chain_interpreted():
     x, cores, bias = random_problem(3, n_range=(3, 3), dtype=torch.float32)
     x = x.reshape(-1, x.shape[-1])
     for groups in (((0, 1), (1, 2), (2, 3)), ((0, 2), (2, 3))):
-        y = op_module._triton_fused_forward(x, cores, groups)
+        y, _ = op_module._triton_fused_forward(x, cores, groups)
         torch.testing.assert_close(y, reference_mpo_linear(x, cores), **TOL[torch.float32])
     with physkernels.use_backend("triton"):
         check_against_reference(mpo_linear, reference_mpo_linear, [x, cores, bias], **TOL[torch.float32])

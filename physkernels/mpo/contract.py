@@ -16,11 +16,12 @@ from .planner import Plan
 Tensor = torch.Tensor
 Groups = Sequence[tuple[int, int]]
 # A fused chain kernel runs a whole plan over the cores and the plan's groups (it merges them itself):
-# fused_forward(x, cores, groups) -> y; fused_backward(grad, x, cores, groups, need_x) -> (dx, or None when not
-# need_x; [d core]). forward_on_merged_cores() / backward_on_merged_cores() adapt kernels that take merged
-# cores instead.
-FusedForward = Callable[[Tensor, Sequence[Tensor], Groups], Tensor]
-FusedBackward = Callable[[Tensor, Tensor, Sequence[Tensor], Groups, bool], tuple[Optional[Tensor], list[Tensor]]]
+# fused_forward(x, cores, groups) -> (y, kept), kept: tensors the backward may reuse (possibly none);
+# fused_backward(grad, x, cores, groups, kept or None, need_x) -> (dx, or None when not need_x; [d core]).
+# forward_on_merged_cores() / backward_on_merged_cores() adapt kernels that take merged cores instead.
+FusedForward = Callable[[Tensor, Sequence[Tensor], Groups], tuple[Tensor, list[Tensor]]]
+FusedBackward = Callable[[Tensor, Tensor, Sequence[Tensor], Groups, Optional[Sequence[Tensor]], bool],
+                         tuple[Optional[Tensor], list[Tensor]]]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -157,12 +158,23 @@ def merge_groups_backward(cores: Sequence[Tensor], groups: Groups, tapes, grad_m
     return grads
 
 
+def _split_merged(groups: Groups, states: Sequence[Tensor]):
+    """Inverse of ``merged + flat tapes``: the merged cores, each group's tape, and what follows them."""
+    merged = list(states[:len(groups)])
+    pos, tapes = len(groups), []
+    for a, b in groups:
+        tapes.append(list(states[pos:pos + b - a - 1]))
+        pos += b - a - 1
+    return merged, tapes, list(states[pos:])
+
+
 def forward_on_merged_cores(kernel: Callable[[Tensor, list[Tensor]], Tensor]) -> FusedForward:
     """A fused chain kernel over merged cores (``kernel(x, merged) -> y``) as the (cores, groups) form
-    :func:`run_forward` takes: the groups are merged with torch matmuls first."""
+    :func:`run_forward` takes: the groups are merged with torch matmuls first and kept for the backward."""
 
     def fused_forward(x, cores, groups):
-        return kernel(x, merge_groups(cores, groups)[0])
+        merged, tapes = merge_groups(cores, groups)
+        return kernel(x, merged), merged + [t for tape in tapes for t in tape]
 
     return fused_forward
 
@@ -170,10 +182,11 @@ def forward_on_merged_cores(kernel: Callable[[Tensor, list[Tensor]], Tensor]) ->
 def backward_on_merged_cores(kernel: Callable[[Tensor, Tensor, list[Tensor], bool],
                                               tuple[Optional[Tensor], list[Tensor]]]) -> FusedBackward:
     """``kernel(grad, x, merged, need_x) -> (dx, [d merged core])`` as the (cores, groups) form
-    :func:`run_backward` takes: merges the groups again, then projects the merged gradients onto the cores."""
+    :func:`run_backward` takes: the forward's merged cores (merged again when not kept), then the merged gradients
+    projected onto the cores."""
 
-    def fused_backward(grad, x, cores, groups, need_x):
-        merged, tapes = merge_groups(cores, groups)
+    def fused_backward(grad, x, cores, groups, kept, need_x):
+        merged, tapes = _split_merged(groups, kept)[:2] if kept else merge_groups(cores, groups)
         grad_x, grad_merged = kernel(grad, x, merged, need_x)
         return grad_x, merge_groups_backward(cores, groups, tapes, grad_merged)
 
@@ -190,29 +203,19 @@ def dense_weight(merged_core: Tensor) -> Tensor:
     return merged_core[0, :, :, 0].t()
 
 
-def _unflatten(plan: Plan, states: Sequence[Tensor]):
-    """Inverse of the ``states`` layout of :func:`run_forward`: merged cores, per-group tapes, chain states."""
-    merged = list(states[:len(plan.groups)])
-    pos, tapes = len(plan.groups), []
-    for a, b in plan.groups:
-        tapes.append(list(states[pos:pos + b - a - 1]))
-        pos += b - a - 1
-    return merged, tapes, list(states[pos:]) or None
-
-
 def run_forward(plan: Plan, x: Tensor, cores: Sequence[Tensor], fused: Optional[FusedForward] = None,
                 keep_states: bool = False):
     """``x @ W^T`` for x ``(B, prod I)`` by ``plan``.
 
     With ``keep_states`` returns ``(y, states)``: the merged cores, the merge partial products and (gemm chains)
-    the chain's intermediate states, for :func:`run_backward` (fused kernels keep nothing: they merge the cores and
-    recompute the chain in cache).
+    the chain's intermediate states, for :func:`run_backward`; for fused plans what the kernel kept (the C++
+    kernel keeps nothing: it merges again and recomputes the chain in cache).
     """
     if plan.kernel == "fused":
         if fused is None:
             raise RuntimeError("this plan needs a fused chain kernel but none was given")
-        y = fused(x, cores, plan.groups)
-        return (y, []) if keep_states else y
+        y, kept = fused(x, cores, plan.groups)
+        return (y, kept) if keep_states else y
     merged, tapes = merge_groups(cores, plan.groups)
     chain: list[Tensor] = []
     if plan.dense:
@@ -238,10 +241,11 @@ def run_backward(plan: Plan, grad: Tensor, x: Tensor, cores: Sequence[Tensor],
     if plan.kernel == "fused":
         if fused is None:
             raise RuntimeError("this plan needs a fused chain kernel but none was given")
-        grad_x, grads = fused(grad, x, cores, plan.groups, need_x)
+        grad_x, grads = fused(grad, x, cores, plan.groups, states or None, need_x)
         return [grad_x, *grads]
     if states:
-        merged, tapes, chain = _unflatten(plan, states)
+        merged, tapes, chain = _split_merged(plan.groups, states)
+        chain = chain or None  # the dense plan keeps no chain states
     else:
         (merged, tapes), chain = merge_groups(cores, plan.groups), None
     if plan.dense:

@@ -257,16 +257,18 @@ def _cpp_fused_call(x, cores, groups):
 
 
 def _cpp_fused_forward(x, cores, groups):
-    """y of the ltr chain over ``groups`` of ``cores`` (merged inside the kernel call)."""
+    """``(y, [])``: the ltr chain over ``groups`` of ``cores`` (merged inside the kernel call; nothing is kept for
+    the backward, which merges again and recomputes the chain in cache)."""
     suffix, pointers, shapes, groups, tile, threads = _cpp_fused_call(x, cores, groups)
     y = x.new_empty(x.shape[0], math.prod(s[2] for s in shapes))
     getattr(_extensions.cpu().mpo, "forward_" + suffix)(x.data_ptr(), x.shape[0], pointers, shapes, groups,
                                                         y.data_ptr(), tile, threads)
-    return y
+    return y, []
 
 
-def _cpp_fused_backward(grad, x, cores, groups, need_x=True):
-    """``(dx, [d core])``; without ``need_x`` dx is None and the chain's first dIn is skipped."""
+def _cpp_fused_backward(grad, x, cores, groups, kept=None, need_x=True):
+    """``(dx, [d core])`` (``kept``: unused, the forward keeps nothing); without ``need_x`` dx is None and the
+    chain's first dIn is skipped."""
     suffix, pointers, shapes, groups, tile, threads = _cpp_fused_call(x, cores, groups)
     grad_x = torch.empty_like(x) if need_x else None
     grad_cores = [torch.empty_like(c) for c in cores]
