@@ -347,6 +347,22 @@ def test_mpo_linear_layer_matches_dense_values_and_gradients(in_shape, out_shape
     check_against_reference(through_layer, dense, [x, cores, bias], atol=1e-10, rtol=1e-9)
 
 
+def test_mpo_linear_with_a_parametrized_core():
+    """A parametrized core (here scaled by 2) is what the layer multiplies with: the forward reads the cores
+    through the ParameterList, not its registry, once a core has left it."""
+    from torch.nn.utils import parametrize
+
+    class Double(nn.Module):
+        def forward(self, core):
+            return 2 * core
+
+    layer = MPOLinear((3, 4), (2, 5), 2, dtype=F64)
+    x = torch.randn(6, 12, dtype=F64)
+    want = x @ (2 * layer.to_dense()).detach().T + layer.bias.detach()
+    parametrize.register_parametrization(layer.cores, "1", Double())
+    torch.testing.assert_close(layer(x), want)
+
+
 def test_mpo_linear_without_bias_and_non_contiguous_input():
     layer = MPOLinear((3, 4), (2, 5), 2, bias=False, dtype=F64)
     assert layer.bias is None

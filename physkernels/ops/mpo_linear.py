@@ -89,23 +89,28 @@ def mpo_shapes(cores: Sequence[torch.Tensor]) -> tuple[tuple[int, ...], tuple[in
     for k, core in enumerate(cores):
         if not isinstance(core, torch.Tensor):
             raise TypeError(f"cores[{k}] must be a torch.Tensor, got {type(core).__name__}")
-        if core.dim() != 4:
-            raise ValueError(f"cores[{k}] must be 4-D (D_prev, I_k, J_k, D_k), got shape {tuple(core.shape)}")
-        if min(core.shape) < 1:
-            raise ValueError(f"cores[{k}] has an empty dimension: shape {tuple(core.shape)}")
-    if cores[0].shape[0] != 1:
-        raise ValueError(f"cores[0] must have left bond dimension 1, got shape {tuple(cores[0].shape)}")
-    if cores[-1].shape[3] != 1:
-        raise ValueError(f"cores[{len(cores) - 1}] must have right bond dimension 1, got shape {tuple(cores[-1].shape)}")
-    for k in range(len(cores) - 1):
-        if cores[k].shape[3] != cores[k + 1].shape[0]:
-            raise ValueError(
-                f"bond mismatch: cores[{k}] has right bond {cores[k].shape[3]} but cores[{k + 1}] has left bond "
-                f"{cores[k + 1].shape[0]}"
-            )
-    in_shape = tuple(int(c.shape[1]) for c in cores)
-    out_shape = tuple(int(c.shape[2]) for c in cores)
-    ranks = tuple(int(c.shape[3]) for c in cores[:-1])
+    return _layout(tuple(core.shape for core in cores))
+
+
+@functools.lru_cache(maxsize=1024)
+def _layout(shapes: tuple[torch.Size, ...]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The structural checks of :func:`mpo_shapes` on the cores' shapes, memoised (they run on every call)."""
+    for k, shape in enumerate(shapes):
+        if len(shape) != 4:
+            raise ValueError(f"cores[{k}] must be 4-D (D_prev, I_k, J_k, D_k), got shape {tuple(shape)}")
+        if min(shape) < 1:
+            raise ValueError(f"cores[{k}] has an empty dimension: shape {tuple(shape)}")
+    if shapes[0][0] != 1:
+        raise ValueError(f"cores[0] must have left bond dimension 1, got shape {tuple(shapes[0])}")
+    if shapes[-1][3] != 1:
+        raise ValueError(f"cores[{len(shapes) - 1}] must have right bond dimension 1, got shape {tuple(shapes[-1])}")
+    for k in range(len(shapes) - 1):
+        if shapes[k][3] != shapes[k + 1][0]:
+            raise ValueError(f"bond mismatch: cores[{k}] has right bond {shapes[k][3]} but cores[{k + 1}] has left "
+                             f"bond {shapes[k + 1][0]}")
+    in_shape = tuple(int(s[1]) for s in shapes)
+    out_shape = tuple(int(s[2]) for s in shapes)
+    ranks = tuple(int(s[3]) for s in shapes[:-1])
     return in_shape, out_shape, ranks
 
 
