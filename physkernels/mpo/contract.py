@@ -150,7 +150,8 @@ def merge_groups(cores: Sequence[Tensor], groups: Groups) -> tuple[list[Tensor],
     return merged, tapes
 
 
-def merge_groups_backward(cores: Sequence[Tensor], groups: Groups, tapes, grad_merged: Sequence[Tensor]) -> list[Tensor]:
+def merge_groups_backward(cores: Sequence[Tensor], groups: Groups, tapes,
+                          grad_merged: Sequence[Tensor]) -> list[Tensor]:
     """Every core's gradient from the merged cores' gradients."""
     grads = []
     for (a, b), partials, g in zip(groups, tapes, grad_merged):
@@ -196,8 +197,6 @@ def backward_on_merged_cores(kernel: Callable[[Tensor, Tensor, list[Tensor], boo
 # ----------------------------------------------------------------------------------------------------------------
 # Whole plans
 # ----------------------------------------------------------------------------------------------------------------
-
-
 def dense_weight(merged_core: Tensor) -> Tensor:
     """W (prod J, prod I) from the single merged core (1, prod I, prod J, 1)."""
     return merged_core[0, :, :, 0].t()
