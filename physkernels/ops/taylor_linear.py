@@ -200,9 +200,13 @@ def _backward_cuda(grad, x, weight, order, need_input, need_weight):
     return dx, dweight, grad.sum(0)
 
 
+def _forward_impl(x, weight, bias, order):
+    return _forward.get(x.device, dtype=x.dtype)(x, weight, bias, order)
+
+
 @torch.library.custom_op("physkernels::taylor_linear", mutates_args=())
 def _taylor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, order: int) -> torch.Tensor:
-    return _forward.get(x.device, dtype=x.dtype)(x, weight, bias, order)
+    return _forward_impl(x, weight, bias, order)
 
 
 @_taylor_linear.register_fake
@@ -303,5 +307,5 @@ def taylor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     elif needs_grad:
         y = _EagerTaylorLinear.apply(x2, weight, bias, order)
     else:  # eager inference: the kernel directly, without the dispatch layers
-        y = _forward.get(x.device, dtype=x.dtype)(x2, weight, bias, order)
+        y = _forward_impl(x2, weight, bias, order)
     return y.reshape(*lead, weight.shape[0])
