@@ -77,11 +77,15 @@ class Buffer {
     T* data_;
 };
 
+// Compensated sum += value. Once the sum is +-inf or NaN the compensation (inf - inf = NaN) is meaningless and is
+// reset to 0, so the sum keeps IEEE semantics: inf stays inf, NaN only where a plain sum would give NaN.
+// (t - t == 0 is false exactly for non-finite t; the build does not use -ffinite-math-only.)
 template <typename T>
 PHYSKERNELS_INLINE void kahan_add(T& sum, T& comp, T value) {
     const T y = value - comp;
     const T t = sum + y;
-    comp = (t - sum) - y;
+    const T c = (t - sum) - y;
+    comp = (t - t == 0) ? c : T{};
     sum = t;
 }
 

@@ -1,7 +1,8 @@
 """Backend selection: ``reference`` (plain torch), ``cpp`` (physkernels._C), ``triton``, ``cuda`` (_C_cuda).
 
-The active choice is process-wide: ``set_backend(name)``, the ``use_backend(name)`` context manager, or the
-``PHYSKERNELS_BACKEND`` environment variable, default ``auto``. ``auto`` asks each op for its fastest implementation
+The process default is ``set_backend(name)`` or the ``PHYSKERNELS_BACKEND`` environment variable (default
+``auto``); the ``use_backend(name)`` context manager overrides it for the current thread or asyncio task only
+(a ``contextvars`` variable), so contexts in different threads neither see nor undo each other. ``auto`` asks each op for its fastest implementation
 available on the tensor's device. Each op owns an :class:`OpDispatcher` that maps backend names to implementations;
 asking for a backend that is not installed or that the op lacks raises :class:`BackendUnavailableError`.
 """
@@ -9,6 +10,7 @@ asking for a backend that is not installed or that the op lacks raises :class:`B
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import os
 from typing import Callable, Iterator
@@ -31,28 +33,32 @@ def _validate(name: str) -> str:
     return name
 
 
-_active = _validate(os.environ.get("PHYSKERNELS_BACKEND", "auto"))
+_default = _validate(os.environ.get("PHYSKERNELS_BACKEND", "auto"))
+_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("physkernels_backend", default=None)
 
 
 def set_backend(name: str) -> None:
-    """Select the backend used by every physkernels op (``auto``, ``reference``, ``cpp``, ``triton``, ``cuda``)."""
-    global _active
-    _active = _validate(name)
+    """Set the process-wide default backend of every physkernels op (``auto``, ``reference``, ``cpp``,
+    ``triton``, ``cuda``). A :func:`use_backend` context active in the calling thread still takes precedence."""
+    global _default
+    _default = _validate(name)
 
 
 def get_backend() -> str:
-    return _active
+    """The backend in effect here: the innermost :func:`use_backend` of this thread/task, else the default."""
+    override = _override.get()
+    return _default if override is None else override
 
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
-    """Context manager: run the enclosed ops with backend ``name``, then restore the previous choice."""
-    global _active
-    previous, _active = _active, _validate(name)
+    """Context manager: run the enclosed ops with backend ``name`` in this thread (or asyncio task) only, then
+    restore what was in effect before. Other threads keep the process default."""
+    token = _override.set(_validate(name))
     try:
         yield
     finally:
-        _active = previous
+        _override.reset(token)
 
 
 @functools.lru_cache(maxsize=None)
@@ -135,7 +141,7 @@ class OpDispatcher:
         """The backend that will run on ``device`` for tensors of ``dtype`` (``backend`` overrides the process-wide
         choice)."""
         device = torch.device(device)
-        choice = _validate(backend) if backend is not None else _active
+        choice = _validate(backend) if backend is not None else get_backend()
         if choice == "auto":
             order = self.auto_order.get(device.type, ("reference",))
             if dtype is not None:

@@ -19,9 +19,10 @@ constexpr int kSampleBlock = 32; // dW: samples summed plainly before a compensa
 
 template <typename S>
 __device__ __forceinline__ void kahan_add(S& sum, S& comp, S value) {
+    // once the sum is +-inf or NaN the compensation is reset, so inf stays inf (IEEE semantics of a plain sum)
     const S y = value - comp;
     const S t = sum + y;
-    comp = (t - sum) - y;
+    comp = isfinite(t) ? (t - sum) - y : S(0);
     sum = t;
 }
 

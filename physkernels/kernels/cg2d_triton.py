@@ -197,7 +197,8 @@ def forward(x, weight, weight2, bias, stride, padding, dilation, groups):
     block_o, block_r = _blocks(og, x.device.type == "cpu")
     n = b * ho * wo
     grid = (triton.cdiv(n, block_r), groups * triton.cdiv(og, block_o))
-    _forward_kernel[grid](x, packed, bias if bias is not None else packed, y, fp, fq, n, ho * wo, wo, cg, og, c_out,
+    bias_arg = bias.contiguous() if bias is not None else packed  # the kernel reads bias with unit stride
+    _forward_kernel[grid](x, packed, bias_arg, y, fp, fq, n, ho * wo, wo, cg, og, c_out,
                           count, h, w, *x.stride(), HAS_BIAS=bias is not None, FP=padded, BLOCK_R=block_r,
                           BLOCK_O=block_o, **geo)
     return y
@@ -226,4 +227,6 @@ def backward(grad, x, weight, weight2, bias, stride, padding, dilation, groups, 
             BLOCK_X=block_r, BLOCK_O=block_o, **geo)
     dw1, dw2 = torch.split(dpacked, [kh * kw, dpacked.shape[2] - kh * kw], dim=2)
     dbias = grad.sum((0, 2, 3)) if bias is not None else None
-    return dx, dw1.reshape(weight.shape).contiguous(), dw2.contiguous(), dbias
+    # copies, not views: the two gradients must not share dpacked's storage (custom ops may not return aliases)
+    return dx, dw1.reshape(weight.shape).clone(memory_format=torch.contiguous_format), \
+        dw2.clone(memory_format=torch.contiguous_format), dbias

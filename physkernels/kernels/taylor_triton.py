@@ -70,7 +70,7 @@ def _forward_kernel(x_ptr, w_ptr, bias_ptr, rows_ptr, term_rows_ptr, y_ptr, B, n
                     mask=mask_t[:, None] & mask_o[None, :], other=0.0)
         part = tl.dot(f, w, input_precision="ieee") - comp
         total = acc + part
-        comp = (total - acc) - part
+        comp = tl.where(total - total == 0, (total - acc) - part, 0.0)  # reset once the sum is inf/NaN
         acc = total
     acc = acc - comp
     if HAS_BIAS:
@@ -97,7 +97,7 @@ def _backward_weight_kernel(g_ptr, x_ptr, rows_ptr, term_rows_ptr, dw_ptr, B, n,
                     other=0.0)
         part = tl.dot(tl.trans(g), f, input_precision="ieee") - comp
         total = acc + part
-        comp = (total - acc) - part
+        comp = tl.where(total - total == 0, (total - acc) - part, 0.0)  # reset once the sum is inf/NaN
         acc = total
     tl.store(dw_ptr + offs_o[:, None].to(tl.int64) * T + offs_t[None, :], acc - comp,
              mask=mask_o[:, None] & mask_t[None, :])
@@ -140,7 +140,7 @@ def _backward_input_kernel(g_ptr, x_ptr, w_ptr, rows_ptr, term_rows_ptr, dx_ptr,
             part += tl.dot(others, one_hot, input_precision="ieee")
         part = part - comp
         total = acc + part
-        comp = (total - acc) - part
+        comp = tl.where(total - total == 0, (total - acc) - part, 0.0)  # reset once the sum is inf/NaN
         acc = total
     tl.store(dx_ptr + offs_b[:, None] * n + offs_i[None, :], acc - comp, mask=mask_b[:, None] & (offs_i[None, :] < n))
 

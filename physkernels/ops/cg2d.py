@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _extensions
+from .._kernel_args import Out, Strided, launch
 from ..backends import BackendUnavailableError, OpDispatcher, get_backend, why_unavailable
 from ._eager import plain_eager_call
 
@@ -269,10 +270,6 @@ def _geometry(x, weight, stride, padding, dilation, groups, order):
     return [b, c_in, h, w, *x.stride(), c_out, kh, kw, *stride, *padding, *dilation, groups, order]
 
 
-def _ptr(t: Optional[torch.Tensor]) -> int:
-    return 0 if t is None else t.data_ptr()
-
-
 def _suffix(dtype) -> str:
     return {torch.float32: "f32", torch.float64: "f64"}[dtype]
 
@@ -281,23 +278,21 @@ def _suffix(dtype) -> str:
 def _forward_cpp(x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
     y = x.new_empty(_out_shape(x, weight, stride, padding, dilation))
     geometry = _geometry(x, weight, stride, padding, dilation, groups, 3 if weight3 is not None else 2)
-    getattr(_extensions.cpu().cg2d, f"forward_{_suffix(x.dtype)}")(
-        x.data_ptr(), weight.data_ptr(), weight2.data_ptr(), _ptr(weight3), _ptr(bias), y.data_ptr(), *geometry,
-        torch.get_num_threads())
+    launch(getattr(_extensions.cpu().cg2d, f"forward_{_suffix(x.dtype)}"), Strided(x), weight, weight2, weight3,
+           bias, Out(y), *geometry, torch.get_num_threads(), dtype=x.dtype)
     return y
 
 
 @_backward.register("cpp")
 def _backward_cpp(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
-    grad = grad.contiguous()
-    dx = torch.empty(x.shape, dtype=x.dtype, device=x.device) if compute_dx else None
-    dw1, dw2 = torch.empty_like(weight), torch.empty_like(weight2)
-    dw3 = torch.empty_like(weight3) if weight3 is not None else None
-    dbias = torch.empty_like(bias) if bias is not None else None
+    dx = x.new_empty(x.shape, memory_format=torch.contiguous_format) if compute_dx else None
+    dw1, dw2 = weight.new_empty(weight.shape), weight2.new_empty(weight2.shape)
+    dw3 = weight3.new_empty(weight3.shape) if weight3 is not None else None
+    dbias = x.new_empty(weight.shape[0]) if bias is not None else None
     geometry = _geometry(x, weight, stride, padding, dilation, groups, 3 if weight3 is not None else 2)
-    getattr(_extensions.cpu().cg2d, f"backward_{_suffix(x.dtype)}")(
-        grad.data_ptr(), x.data_ptr(), weight.data_ptr(), weight2.data_ptr(), _ptr(weight3), _ptr(dx),
-        dw1.data_ptr(), dw2.data_ptr(), _ptr(dw3), _ptr(dbias), *geometry, torch.get_num_threads())
+    launch(getattr(_extensions.cpu().cg2d, f"backward_{_suffix(x.dtype)}"), grad, Strided(x), weight, weight2,
+           weight3, Out(dx), Out(dw1), Out(dw2), Out(dw3), Out(dbias), *geometry, torch.get_num_threads(),
+           dtype=x.dtype)
     return dx, dw1, dw2, dw3, dbias
 
 
@@ -324,27 +319,26 @@ def _cuda_geometry(x, weight, stride, padding, dilation, groups):
 @_forward.register("cuda")
 def _forward_cuda(x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
     y = x.new_empty(_out_shape(x, weight, stride, padding, dilation))
-    getattr(_extensions.cuda().cg2d, f"forward_{_suffix(x.dtype)}")(
-        x.data_ptr(), weight.data_ptr(), weight2.data_ptr(), _ptr(bias), y.data_ptr(),
-        *_cuda_geometry(x, weight, stride, padding, dilation, groups), torch.cuda.current_stream(x.device).cuda_stream)
+    launch(getattr(_extensions.cuda().cg2d, f"forward_{_suffix(x.dtype)}"), Strided(x), weight, weight2, bias, Out(y),
+           *_cuda_geometry(x, weight, stride, padding, dilation, groups),
+           torch.cuda.current_stream(x.device).cuda_stream, dtype=x.dtype)
     return y
 
 
 @_backward.register("cuda")
 def _backward_cuda(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
     module = _extensions.cuda().cg2d
-    grad = grad.contiguous()
-    dx = torch.empty(x.shape, dtype=x.dtype, device=x.device) if compute_dx else None
-    dw1, dw2 = torch.empty_like(weight), torch.empty_like(weight2)
-    dbias = torch.empty_like(bias) if bias is not None else None
+    dx = x.new_empty(x.shape, memory_format=torch.contiguous_format) if compute_dx else None
+    dw1, dw2 = weight.new_empty(weight.shape), weight2.new_empty(weight2.shape)
+    dbias = x.new_empty(weight.shape[0]) if bias is not None else None
     geometry = _cuda_geometry(x, weight, stride, padding, dilation, groups)
     spatial = geometry[:4] + geometry[8:]  # without the strides
     features = weight.shape[2] * weight.shape[3] + weight2.shape[2]
     slabs = module.weight_grad_slabs(*spatial)
     partial = x.new_empty(slabs, weight.shape[0], weight.shape[1] * features)  # per-slab weight-gradient partials
-    getattr(module, f"backward_{_suffix(x.dtype)}")(
-        grad.data_ptr(), x.data_ptr(), weight.data_ptr(), weight2.data_ptr(), _ptr(dx), dw1.data_ptr(),
-        dw2.data_ptr(), _ptr(dbias), partial.data_ptr(), *geometry, torch.cuda.current_stream(x.device).cuda_stream)
+    launch(getattr(module, f"backward_{_suffix(x.dtype)}"), grad, Strided(x), weight, weight2, Out(dx), Out(dw1),
+           Out(dw2), Out(dbias), Out(partial), *geometry, torch.cuda.current_stream(x.device).cuda_stream,
+           dtype=x.dtype)
     return dx, dw1, dw2, None, dbias
 
 

@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 import torch
 
 from .. import _extensions
+from .._kernel_args import Out, launch
 from ..backends import OpDispatcher
 from ..mpo import contract, planner
 from ._eager import plain_eager_call
@@ -252,34 +253,33 @@ def _cpp_fused_config(core_shapes: tuple, groups: tuple, batch: int, itemsize: i
 
 
 def _cpp_fused_call(x, cores, groups):
-    """The C++ module for x's dtype and the arguments every fused call shares (cores, shapes, groups, tile,
-    threads)."""
+    """The C++ forward and backward kernels for x's dtype and the arguments every fused call shares (shapes,
+    groups, tile, threads)."""
     shapes = tuple(tuple(c.shape) for c in cores)
     groups = tuple(groups)
     tile, threads = _cpp_fused_config(shapes, groups, x.shape[0], x.element_size(), torch.get_num_threads())
     suffix = "f32" if x.dtype == torch.float32 else "f64"
-    return suffix, [c.data_ptr() for c in cores], shapes, groups, tile, threads
+    return getattr(_extensions.cpu().mpo, "forward_" + suffix), getattr(_extensions.cpu().mpo, "backward_" + suffix), \
+        shapes, groups, tile, threads
 
 
 def _cpp_fused_forward(x, cores, groups):
     """``(y, [])``: the ltr chain over ``groups`` of ``cores`` (merged inside the kernel call; nothing is kept for
     the backward, which merges again and recomputes the chain in cache)."""
-    suffix, pointers, shapes, groups, tile, threads = _cpp_fused_call(x, cores, groups)
+    forward, _, shapes, groups, tile, threads = _cpp_fused_call(x, cores, groups)
     y = x.new_empty(x.shape[0], math.prod(s[2] for s in shapes))
-    getattr(_extensions.cpu().mpo, "forward_" + suffix)(x.data_ptr(), x.shape[0], pointers, shapes, groups,
-                                                        y.data_ptr(), tile, threads)
+    launch(forward, x, x.shape[0], list(cores), shapes, groups, Out(y), tile, threads, dtype=x.dtype)
     return y, []
 
 
 def _cpp_fused_backward(grad, x, cores, groups, kept=None, need_x=True):
     """``(dx, [d core])`` (``kept``: unused, the forward keeps nothing); without ``need_x`` dx is None and the
     chain's first dIn is skipped."""
-    suffix, pointers, shapes, groups, tile, threads = _cpp_fused_call(x, cores, groups)
-    grad_x = torch.empty_like(x) if need_x else None
-    grad_cores = [torch.empty_like(c) for c in cores]
-    getattr(_extensions.cpu().mpo, "backward_" + suffix)(
-        grad.data_ptr(), x.data_ptr(), x.shape[0], pointers, shapes, groups, grad_x.data_ptr() if need_x else 0,
-        [g.data_ptr() for g in grad_cores], tile, threads)
+    _, backward, shapes, groups, tile, threads = _cpp_fused_call(x, cores, groups)
+    grad_x = x.new_empty(x.shape) if need_x else None
+    grad_cores = [c.new_empty(c.shape) for c in cores]
+    launch(backward, grad, x, x.shape[0], list(cores), shapes, groups, Out(grad_x), [Out(g) for g in grad_cores],
+           tile, threads, dtype=x.dtype)
     return grad_x, grad_cores
 
 
@@ -327,8 +327,8 @@ def _cuda_merged_forward(x, merged):
     scratch = x.new_empty(0 if use_shared else n_tiles * 2 * half)
     module = _extensions.cuda().mpo
     kernel = module.forward_f32 if x.dtype == torch.float32 else module.forward_f64
-    kernel(x.data_ptr(), y.data_ptr(), flat.data_ptr(), table.data_ptr(), len(steps), x.shape[0], x.shape[1],
-           y.shape[1], half, tile, scratch.data_ptr(), use_shared, torch.cuda.current_stream(x.device).cuda_stream)
+    launch(kernel, x, Out(y), flat, table, len(steps), x.shape[0], x.shape[1], y.shape[1], half, tile, Out(scratch),
+           use_shared, torch.cuda.current_stream(x.device).cuda_stream, dtype=x.dtype)
     return y
 
 
@@ -340,12 +340,12 @@ def _cuda_merged_backward(grad, x, merged, need_x=True):
     mat_total = flat.numel()
     scratch = x.new_empty(n_tiles * (state_total + 2 * half))
     partials = x.new_empty(n_tiles * mat_total)
-    grad_x, grad_flat = torch.empty_like(x), torch.empty_like(flat)
+    grad_x, grad_flat = x.new_empty(x.shape), flat.new_empty(flat.shape)
     module = _extensions.cuda().mpo
     kernel = module.backward_f32 if x.dtype == torch.float32 else module.backward_f64
-    kernel(grad.data_ptr(), x.data_ptr(), grad_x.data_ptr(), flat.data_ptr(), grad_flat.data_ptr(),
-           table.data_ptr(), len(steps), x.shape[0], x.shape[1], grad.shape[1], half, state_total, mat_total, tile,
-           scratch.data_ptr(), partials.data_ptr(), torch.cuda.current_stream(x.device).cuda_stream)
+    launch(kernel, grad, x, Out(grad_x), flat, Out(grad_flat), table, len(steps), x.shape[0], x.shape[1],
+           grad.shape[1], half, state_total, mat_total, tile, Out(scratch), Out(partials),
+           torch.cuda.current_stream(x.device).cuda_stream, dtype=x.dtype)
     grads = torch.split(grad_flat, [a.numel() for a in mats])
     return grad_x if need_x else None, [contract.matrix_grad_to_core(g.view(a.shape), c.shape, "ltr")
                     for g, a, c in zip(grads, mats, merged)]

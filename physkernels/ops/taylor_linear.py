@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .. import _extensions
+from .._kernel_args import Out, launch
 from ..backends import OpDispatcher
 from ..taylor import check_order, monomial_count, monomials, row_table, term_rows
 from ._eager import plain_eager_call
@@ -112,29 +113,25 @@ def _cpp_kernels(dtype: torch.dtype):
 
 @_forward.register("cpp")
 def _forward_cpp(x, weight, bias, order):
-    x, weight = x.contiguous(), weight.contiguous()
     (batch, n), (out, terms) = x.shape, weight.shape
     rows = _cached("rows", n, order, x.device)
     y = x.new_empty(batch, out)
-    bias_ptr = bias.contiguous().data_ptr() if bias is not None else 0
-    _cpp_kernels(x.dtype)[0](x.data_ptr(), weight.data_ptr(), bias_ptr, rows.data_ptr(), rows.shape[0],
-                             rows.shape[1], y.data_ptr(), batch, n, out, terms, _threads())
+    launch(_cpp_kernels(x.dtype)[0], x, weight, bias, rows, rows.shape[0], rows.shape[1], Out(y), batch, n, out,
+           terms, _threads(), dtype=x.dtype)
     return y
 
 
 @_backward.register("cpp")
 def _backward_cpp(grad, x, weight, order, need_input, need_weight):
-    grad, x, weight = grad.contiguous(), x.contiguous(), weight.contiguous()
     (batch, n), (out, terms) = x.shape, weight.shape
     rows = _cached("rows", n, order, x.device)
     _, backward_input, backward_weight = _cpp_kernels(x.dtype)
-    dx, dweight, dbias = torch.zeros_like(x), torch.zeros_like(weight), grad.new_empty(out)
+    dx, dweight, dbias = x.new_zeros(batch, n), weight.new_zeros(out, terms), grad.new_empty(out)
     if need_input:
-        backward_input(grad.data_ptr(), x.data_ptr(), weight.data_ptr(), rows.data_ptr(), rows.shape[0],
-                       rows.shape[1], dx.data_ptr(), batch, n, out, terms, _threads())
-    backward_weight(grad.data_ptr(), x.data_ptr(), rows.data_ptr(), rows.shape[0], rows.shape[1],
-                    dweight.data_ptr() if need_weight else 0, dbias.data_ptr(), batch, n, out,
-                    terms if need_weight else 0, _threads())
+        launch(backward_input, grad, x, weight, rows, rows.shape[0], rows.shape[1], Out(dx), batch, n, out, terms,
+               _threads(), dtype=x.dtype)
+    launch(backward_weight, grad, x, rows, rows.shape[0], rows.shape[1], Out(dweight if need_weight else None),
+           Out(dbias), batch, n, out, terms if need_weight else 0, _threads(), dtype=x.dtype)
     return dx, dweight, dbias
 
 
@@ -172,31 +169,28 @@ def _cuda_kernels(x: torch.Tensor):
 
 @_forward.register("cuda")
 def _forward_cuda(x, weight, bias, order):
-    x, weight = x.contiguous(), weight.contiguous()
     (batch, n), (out, terms) = x.shape, weight.shape
     rows, _ = _tables_for(x, order)
     forward, _, _, stream = _cuda_kernels(x)
     y = x.new_empty(batch, out)
-    bias_ptr = bias.contiguous().data_ptr() if bias is not None else 0
-    forward(x.data_ptr(), weight.data_ptr(), bias_ptr, rows.data_ptr(), rows.shape[0], rows.shape[1], y.data_ptr(),
-            batch, n, out, terms, stream)
+    launch(forward, x, weight, bias, rows, rows.shape[0], rows.shape[1], Out(y), batch, n, out, terms, stream,
+           dtype=x.dtype)
     return y
 
 
 @_backward.register("cuda")
 def _backward_cuda(grad, x, weight, order, need_input, need_weight):
-    grad, x, weight = grad.contiguous(), x.contiguous(), weight.contiguous()
     (batch, n), (out, terms) = x.shape, weight.shape
     rows, term_rows = _tables_for(x, order)
     _, backward_input, backward_weight, stream = _cuda_kernels(x)
-    dx, dweight = torch.zeros_like(x), torch.zeros_like(weight)
+    dx, dweight = x.new_zeros(batch, n), weight.new_zeros(out, terms)
     if need_input:
-        compensation = torch.zeros_like(x)  # scratch of the compensated dx sums
-        backward_input(grad.data_ptr(), x.data_ptr(), weight.data_ptr(), rows.data_ptr(), rows.shape[0],
-                       rows.shape[1], dx.data_ptr(), compensation.data_ptr(), batch, n, out, terms, stream)
+        compensation = x.new_zeros(batch, n)  # scratch of the compensated dx sums
+        launch(backward_input, grad, x, weight, rows, rows.shape[0], rows.shape[1], Out(dx), Out(compensation),
+               batch, n, out, terms, stream, dtype=x.dtype)
     if need_weight:
-        backward_weight(grad.data_ptr(), x.data_ptr(), rows.data_ptr(), rows.shape[1], term_rows.data_ptr(),
-                        dweight.data_ptr(), batch, n, out, terms, stream)
+        launch(backward_weight, grad, x, rows, rows.shape[1], term_rows, Out(dweight), batch, n, out, terms, stream,
+               dtype=x.dtype)
     return dx, dweight, grad.sum(0)
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import _extensions
+from .._kernel_args import Out, launch
 from ..backends import OpDispatcher, get_backend, why_unavailable
 
 MAX_ENUMERATION_UNITS = 24
@@ -44,14 +45,14 @@ def _gibbs_reference(v0, W, b, c, k, seed, step_offset):
 
 @_gibbs.register("cpp")
 def _gibbs_cpp(v0, W, b, c, k, seed, step_offset):
-    v_out = torch.empty_like(v0)
-    h_out = torch.empty(v0.shape[0], W.shape[1], dtype=v0.dtype)
+    v_out = v0.new_empty(v0.shape)
+    h_out = v0.new_empty(v0.shape[0], W.shape[1])
     kernel = _extensions.cpu().rbm.gibbs_f64 if v0.dtype == torch.float64 else _extensions.cpu().rbm.gibbs_f32
     # Small calls run on one thread: waking a team costs more than the work (and stalls on a busy machine).
     work = v0.shape[0] * W.numel() * k
     threads = max(1, min(torch.get_num_threads(), work // _WORK_PER_THREAD))
-    kernel(v0.data_ptr(), W.data_ptr(), b.data_ptr(), c.data_ptr(), v_out.data_ptr(), h_out.data_ptr(),
-           v0.shape[0], v0.shape[1], W.shape[1], k, seed, step_offset, threads)
+    launch(kernel, v0, W, b, c, Out(v_out), Out(h_out), v0.shape[0], v0.shape[1], W.shape[1], k, seed, step_offset,
+           threads, dtype=v0.dtype)
     return v_out, h_out
 
 

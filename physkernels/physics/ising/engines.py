@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ... import _extensions
+from ..._kernel_args import Out, launch
 from . import reference
 
 
@@ -49,7 +50,7 @@ class CppMetropolisEngine(_Compiled):
         self.n_words = -(-n_chains // 64)
         spins = random_spins(self.n_words * 64, L, seed)
         self.words = torch.empty((self.n_words, L, L), dtype=torch.int64)
-        self._kernels().pack_spins(spins.data_ptr(), self.n_words * 64, L, self.words.data_ptr(), self._threads())
+        launch(self._kernels().pack_spins, spins, self.n_words * 64, L, Out(self.words), self._threads())
 
     def run(self, n_steps, record=False):
         n_sites = self.L * self.L
@@ -57,9 +58,8 @@ class CppMetropolisEngine(_Compiled):
         if record:
             anti = torch.empty((self.n_words * 64, n_steps), dtype=torch.int32)
             up = torch.empty_like(anti)
-        self._kernels().metropolis_multispin(
-            self.words.data_ptr(), self.n_words, self.L, self.beta, n_steps, self.seed, self.step,
-            anti.data_ptr() if record else 0, up.data_ptr() if record else 0, self._threads())
+        launch(self._kernels().metropolis_multispin, Out(self.words), self.n_words, self.L, self.beta, n_steps,
+               self.seed, self.step, Out(anti), Out(up), self._threads())
         self.step += n_steps
         if not record:
             return None
@@ -68,7 +68,7 @@ class CppMetropolisEngine(_Compiled):
 
     def configs(self) -> torch.Tensor:
         out = torch.empty((self.n_chains, self.L, self.L), dtype=torch.int8)
-        self._kernels().unpack_spins(self.words.data_ptr(), self.n_chains, self.L, out.data_ptr(), self._threads())
+        launch(self._kernels().unpack_spins, self.words, self.n_chains, self.L, Out(out), self._threads())
         return out
 
 
@@ -156,9 +156,8 @@ class CudaMetropolisEngine(_DeviceMetropolisEngine):
         return torch.cuda.is_available() and _extensions.load("_C_cuda") is not None
 
     def _sweeps(self, n_steps):
-        _extensions.cuda().ising.metropolis_multispin(self.words.data_ptr(), self.n_words, self.L, self.beta,
-                                                       n_steps, self.seed, self.step,
-                                                       torch.cuda.current_stream().cuda_stream)
+        launch(_extensions.cuda().ising.metropolis_multispin, Out(self.words), self.n_words, self.L, self.beta,
+               n_steps, self.seed, self.step, torch.cuda.current_stream().cuda_stream)
         self.step += n_steps
 
 
@@ -175,10 +174,9 @@ class _CppInt8(_Compiled):
 
     def _records(self, n_steps, record):
         if not record:
-            return None, None, 0, 0
+            return None, None
         energy = torch.empty((self.n_chains, n_steps), dtype=torch.float64)
-        abs_m = torch.empty_like(energy)
-        return energy, abs_m, energy.data_ptr(), abs_m.data_ptr()
+        return energy, torch.empty_like(energy)
 
 
 class CppWolffEngine(_CppInt8):
@@ -196,19 +194,19 @@ class CppWolffEngine(_CppInt8):
         return int(self.flipped_sites.sum()), self.step * self.n_chains
 
     def run(self, n_steps, record=False):
-        energy, abs_m, e_ptr, m_ptr = self._records(n_steps, record)
-        self._kernels().wolff(self.spins.data_ptr(), self.n_chains, self.L, self.betas.data_ptr(), n_steps,
-                              self.flips_per_step, self.seed, self.step, e_ptr, m_ptr,
-                              self.flipped_sites.data_ptr(), self._threads())
+        energy, abs_m = self._records(n_steps, record)
+        launch(self._kernels().wolff, Out(self.spins), self.n_chains, self.L, self.betas, n_steps,
+               self.flips_per_step, self.seed, self.step, Out(energy), Out(abs_m), Out(self.flipped_sites),
+               self._threads())
         self.step += n_steps * self.flips_per_step
         return (energy.numpy(), abs_m.numpy()) if record else None
 
 
 class CppSwendsenWangEngine(_CppInt8):
     def run(self, n_steps, record=False):
-        energy, abs_m, e_ptr, m_ptr = self._records(n_steps, record)
-        self._kernels().swendsen_wang(self.spins.data_ptr(), self.n_chains, self.L, self.betas.data_ptr(), n_steps,
-                                      self.seed, self.step, e_ptr, m_ptr, self._threads())
+        energy, abs_m = self._records(n_steps, record)
+        launch(self._kernels().swendsen_wang, Out(self.spins), self.n_chains, self.L, self.betas, n_steps,
+               self.seed, self.step, Out(energy), Out(abs_m), self._threads())
         self.step += n_steps
         return (energy.numpy(), abs_m.numpy()) if record else None
 

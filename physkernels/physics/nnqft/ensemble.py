@@ -22,6 +22,7 @@ import math
 import torch
 
 from ... import _extensions
+from ..._kernel_args import Out, launch
 from ...backends import OpDispatcher
 from .combos import ComboTable
 from .network import NetworkLaw
@@ -90,15 +91,15 @@ def _(points, law, first_bag, n_bags, nets_per_bag, table):
 
 
 def _spec_args(points: torch.Tensor, law: NetworkLaw) -> tuple:
-    return (points.data_ptr(), points.shape[0], points.shape[1], law.width, float(law.sigma_w), float(law.sigma_b),
+    return (points, points.shape[0], points.shape[1], law.width, float(law.sigma_w), float(law.sigma_b),
             law.activation_code, law.seed)
 
 
 @_outputs.register("cpp")
 def _(points, law, first_net, n_nets):
     out = torch.empty(n_nets, points.shape[0], dtype=torch.float64)
-    _extensions.cpu().nnqft.outputs(*_spec_args(points, law), first_net, n_nets, out.data_ptr(),
-                                    torch.get_num_threads())
+    launch(_extensions.cpu().nnqft.outputs, *_spec_args(points, law), first_net, n_nets, Out(out),
+           torch.get_num_threads(), dtype=torch.float64)
     return out
 
 
@@ -108,17 +109,16 @@ def _(points, law, first_bag, n_bags, nets_per_bag, table):
     n_chunks = -(-nets_per_bag // module.nets_per_chunk)
     partial = torch.empty(n_bags * n_chunks * table.n_combos, dtype=torch.float64)
     out = torch.empty(n_bags, table.n_combos, dtype=torch.float64)
-    parent, point = table.parent.contiguous(), table.point.contiguous()
-    module.green(*_spec_args(points, law), first_bag, n_bags, nets_per_bag, parent.data_ptr(), point.data_ptr(),
-                 table.n_combos, partial.data_ptr(), out.data_ptr(), torch.get_num_threads())
+    launch(module.green, *_spec_args(points, law), first_bag, n_bags, nets_per_bag, table.parent, table.point,
+           table.n_combos, Out(partial), Out(out), torch.get_num_threads(), dtype=torch.float64)
     return out
 
 
 @_outputs.register("cuda")
 def _(points, law, first_net, n_nets):
     out = torch.empty(n_nets, points.shape[0], dtype=torch.float64, device=points.device)
-    _extensions.cuda().nnqft.outputs(*_spec_args(points, law), first_net, n_nets, out.data_ptr(),
-                                     torch.cuda.current_stream(points.device).cuda_stream)
+    launch(_extensions.cuda().nnqft.outputs, *_spec_args(points, law), first_net, n_nets, Out(out),
+           torch.cuda.current_stream(points.device).cuda_stream, dtype=torch.float64)
     return out
 
 
@@ -128,10 +128,10 @@ def _(points, law, first_bag, n_bags, nets_per_bag, table):
     n_chunks = -(-nets_per_bag // module.nets_per_block)
     partial = torch.empty(n_bags * n_chunks * table.n_combos, dtype=torch.float64, device=points.device)
     out = torch.empty(n_bags, table.n_combos, dtype=torch.float64, device=points.device)
-    members = table.members.to(points.device, torch.int32).contiguous()
-    module.green(*_spec_args(points, law), first_bag, n_bags, nets_per_bag, members.data_ptr(), table.max_order,
-                 table.n_combos, partial.data_ptr(), out.data_ptr(),
-                 torch.cuda.current_stream(points.device).cuda_stream)
+    members = table.members.to(points.device, torch.int32)
+    launch(module.green, *_spec_args(points, law), first_bag, n_bags, nets_per_bag, members, table.max_order,
+           table.n_combos, Out(partial), Out(out), torch.cuda.current_stream(points.device).cuda_stream,
+           dtype=torch.float64)
     return out
 
 
