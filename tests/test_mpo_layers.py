@@ -550,8 +550,10 @@ def test_bad_input_names_the_argument():
         MPOLinear((2, 3, 2), (3, 2, 2), [2, 0])
     with pytest.raises(ValueError, match="bond_dim must be an int or a list of n-1 = 2"):
         MPOLinear((2, 3, 2), (3, 2, 2), [2, 2, 2])
-    with pytest.raises(TypeError, match="bond_dim"):
+    with pytest.raises(ValueError, match="bond_dim is a fraction"):
         MPOLinear((2, 3), (3, 2), 2.5)
+    with pytest.raises(TypeError, match="bond_dim"):
+        MPOLinear((2, 3), (3, 2), "2")
     with pytest.raises(TypeError, match="bond_dim"):
         MPOLinear((2, 3), (3, 2), None)
     with pytest.raises(ValueError, match="same number of factors"):
@@ -559,7 +561,8 @@ def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match=r"in_shape\[1\] must be >= 1"):
         MPOLinear((2, 0), (3, 2), 2)
     with pytest.raises(TypeError, match="out_shape must be a sequence"):
-        MPOLinear((2, 3), 6, 2)
+        MPOLinear((2, 3), "6", 2)
+    assert MPOLinear((2, 3), 6, 2).out_shape == (2, 3)  # an int is a feature count, factorised
     with pytest.raises(ValueError, match="at least 2 cores"):
         MPOLinear((6,), (6,), 2)
     with pytest.raises(ValueError, match=r"prod\(in_shape\) must equal in_features=784"):

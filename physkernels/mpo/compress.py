@@ -9,6 +9,7 @@ relative truncation error, plus the overall compression ratio (Eq. 9).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Callable, Iterable, Mapping
 
 from torch import nn
@@ -110,7 +111,10 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
 
 
-def compress(model: nn.Module, bond_dim, *, num_cores: int = 4,
+DEFAULT_BOND_DIM = 8  # the middle of the MPO-Net paper's range of bond dimensions (D = 2 ... 16)
+
+
+def compress(model: nn.Module, bond_dim=DEFAULT_BOND_DIM, *, num_cores: int = 4,
              shapes: Mapping[str, tuple] | None = None,
              include: Iterable[str] | Callable[[str, nn.Module], bool] | None = None,
              min_compression: float = 1.0) -> CompressionReport:
@@ -118,8 +122,10 @@ def compress(model: nn.Module, bond_dim, *, num_cores: int = 4,
 
     Args:
         model: modified in place (deep-copy it first to keep the original).
-        bond_dim: D for every layer (int or n-1 ints), or a mapping from layer name to D (then only the layers
-            it names are compressed); clipped per bond to the maximal useful rank.
+        bond_dim: D for every layer (int, n-1 ints, or a float in (0, 1]: that fraction of each bond's full
+            rank), or a mapping from layer name to D (then only the layers it names are compressed); clipped per
+            bond to the maximal useful rank. Default :data:`DEFAULT_BOND_DIM` = 8, the middle of the paper's
+            range (D = 2 ... 16).
         num_cores: n used to factorise layers without an entry in ``shapes`` (:func:`factorize`).
         shapes: optional ``{layer name: (in_shape, out_shape)}`` overriding the factorisation.
         include: which layers to consider: names, or a predicate ``(name, module) -> bool``; default all.
@@ -142,7 +148,9 @@ def compress(model: nn.Module, bond_dim, *, num_cores: int = 4,
     for name, module in targets:
         layer_bond = bond_dim[name] if isinstance(bond_dim, Mapping) else bond_dim
         in_shape, out_shape = shapes.get(name, (None, None))
-        new = _CONVERTERS[type(module)](module, in_shape, out_shape, layer_bond, num_cores=num_cores)
+        with warnings.catch_warnings():  # an uncompressed layer is kept dense and reported in the row instead
+            warnings.simplefilter("ignore")
+            new = _CONVERTERS[type(module)](module, in_shape, out_shape, layer_bond, num_cores=num_cores)
         before, after = module.weight.numel(), new.num_parameters
         replace = after < min_compression * before
         rows.append(LayerReport(

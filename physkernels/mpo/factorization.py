@@ -112,7 +112,9 @@ def max_ranks(in_shape: Sequence[int], out_shape: Sequence[int]) -> tuple[int, .
 def useful_ranks(in_shape: Sequence[int], out_shape: Sequence[int], bond_dim) -> tuple[int, ...]:
     """Clip requested bond dimensions to the largest ranks an MPO of these shapes can use.
 
-    ``bond_dim`` is an int (the same D at every bond), a sequence of n-1 ints, or None (exact: :func:`max_ranks`).
+    ``bond_dim`` is an int (the same D at every bond), a sequence of n-1 ints, a float in (0, 1] (that fraction of
+    every bond's full rank :func:`max_ranks`, rounded, at least 1; like tensorly-torch's fractional ``rank``, but a
+    fraction of the rank, not of the parameter count), or None (exact: :func:`max_ranks`).
     Bond b can carry at most ``D_{b-1} I_b J_b`` (what flows in from the left) and ``D_{b+1} I_{b+1} J_{b+1}``
     (from the right) independent directions, with ``D_0 = D_n = 1``; a left and a right sweep enforce both, which
     never changes the set of representable weights.
@@ -122,13 +124,19 @@ def useful_ranks(in_shape: Sequence[int], out_shape: Sequence[int], bond_dim) ->
         return max_ranks(in_shape, out_shape)
     if isinstance(bond_dim, numbers.Integral) and not isinstance(bond_dim, bool):
         ranks = [check_positive_int(bond_dim, "bond_dim")] * (n - 1)
+    elif isinstance(bond_dim, numbers.Real) and not isinstance(bond_dim, bool):
+        if not 0.0 < bond_dim <= 1.0:
+            raise ValueError(f"a float bond_dim is a fraction of each bond's full rank and must lie in (0, 1], "
+                             f"got {bond_dim}")
+        ranks = [max(1, round(bond_dim * full)) for full in max_ranks(in_shape, out_shape)]
     elif isinstance(bond_dim, Sequence) and not isinstance(bond_dim, (str, bytes)):
         if len(bond_dim) != n - 1:
             raise ValueError(f"bond_dim must be an int or a list of n-1 = {n - 1} ints (one per bond), "
                              f"got {len(bond_dim)} values: {list(bond_dim)}")
         ranks = [check_positive_int(d, f"bond_dim[{b}]") for b, d in enumerate(bond_dim)]
     else:
-        raise TypeError(f"bond_dim must be an int, a sequence of ints or None, got {type(bond_dim).__name__}")
+        raise TypeError(f"bond_dim must be an int, a float in (0, 1], a sequence of ints or None, "
+                        f"got {type(bond_dim).__name__}")
     sizes = [i * j for i, j in zip(in_shape, out_shape)]
     full = [1] + ranks + [1]
     for b in range(1, n):                      # left sweep: D_b <= D_{b-1} I_b J_b

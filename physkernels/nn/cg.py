@@ -146,11 +146,11 @@ class CG2d(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1] != self.in_channels:
-            raise ValueError(f"x has {x.shape[1]} channels but this CG2d has in_channels={self.in_channels}")
+        if isinstance(x, torch.Tensor) and x.dim() in (3, 4) and x.shape[-3] != self.in_channels:
+            raise ValueError(f"x has {x.shape[-3]} channels but this CG2d has in_channels={self.in_channels}")
         if self.order == 1:
-            if not isinstance(x, torch.Tensor) or x.dim() != 4:
-                raise ValueError(f"x must be a 4-d (B, C_in, H, W) tensor, got "
+            if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4):
+                raise ValueError(f"x must be (B, C_in, H, W) or unbatched (C_in, H, W), got "
                                  f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
             return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         return cg2d(x, self.weight, self.weight2, self.bias, self.stride, self.padding, self.dilation, self.groups,

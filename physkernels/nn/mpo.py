@@ -16,6 +16,8 @@ like nn.Linear's.
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from typing import Sequence
 
 import torch
@@ -24,7 +26,7 @@ from torch import nn
 
 from .. import ops
 from ..mpo.canonical import bond_spectra, entanglement_entropy
-from ..mpo.factorization import check_positive_int, check_shapes, factorize, useful_ranks
+from ..mpo.factorization import check_positive_int, check_shape, check_shapes, factorize, useful_ranks
 from ..mpo.tensor_train import to_dense, tt_svd
 
 __all__ = ["MPOLinear", "MPOConv2d"]
@@ -38,6 +40,33 @@ def _default_shapes(in_features: int, out_features: int, in_shape, out_shape, nu
         in_shape = factorize(in_features, n) if in_shape is None else in_shape
         out_shape = factorize(out_features, n) if out_shape is None else out_shape
     return check_shapes(in_shape, out_shape, in_features, out_features)
+
+
+def _shapes_from_features(in_shape, out_shape, num_cores: int):
+    """MPOLinear's shapes: a shape given as an int (a feature count) is factorised like the other shape's length,
+    or into ``num_cores`` factors when both are ints."""
+    def is_count(v):
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+    if not (is_count(in_shape) or is_count(out_shape)):
+        return in_shape, out_shape
+    in_features = check_positive_int(in_shape, "in_features") if is_count(in_shape) else math.prod(
+        check_shape(in_shape, "in_shape"))
+    out_features = check_positive_int(out_shape, "out_features") if is_count(out_shape) else math.prod(
+        check_shape(out_shape, "out_shape"))
+    return _default_shapes(in_features, out_features, None if is_count(in_shape) else in_shape,
+                           None if is_count(out_shape) else out_shape, num_cores)
+
+
+def _warn_if_uncompressed(layer: "_MPOWeight", what: str, bond_dim) -> None:
+    """from_linear / from_conv on sizes that factorise badly (a prime feature count gives shapes like
+    (1, 1, 97, 1)) yield an MPO no smaller than the dense weight; say so instead of pretending to compress
+    (``bond_dim=None`` asks for the exact, uncompressed MPO: no warning)."""
+    if bond_dim is not None and layer.compression_ratio >= 1.0:
+        warnings.warn(f"{what}: the MPO {layer.in_shape} -> {layer.out_shape} with ranks {layer.ranks} has "
+                      f"{layer.num_parameters} parameters, {layer.compression_ratio:.3f}x the dense weight's "
+                      f"{layer.dense_num_parameters}: no compression. Pass in_shape/out_shape with balanced factors "
+                      f"(or pad the layer to a size that factorises) and a smaller bond_dim.", stacklevel=3)
 
 
 class _MPOWeight(nn.Module):
@@ -85,11 +114,18 @@ class _MPOWeight(nn.Module):
         return self.num_parameters / self.dense_num_parameters
 
     def core_list(self) -> list[torch.Tensor]:
-        """The cores in order: ``list(self.cores)`` without ParameterList's per-item indexing (6 us -> 1 us for
-        four cores, paid on every forward). ``torch.func.functional_call`` swaps tensors in place in the same
-        registry; a parametrized core leaves it, and then the indexed path runs."""
-        params = self.cores._parameters
-        return list(params.values()) if len(params) == len(self.cores) else list(self.cores)
+        """The cores in order: ``list(self.cores)`` without ParameterList's per-item indexing while every core is
+        a plain entry of the registry (``torch.func.functional_call`` swaps tensors in place there). A core that
+        is reparametrised (``torch.nn.utils.parametrize``) or pruned (``torch.nn.utils.prune``, whose forward
+        pre-hooks on the ParameterList recompute the pruned cores; the list itself is never called, so they run
+        here) is read through the indexed path."""
+        cores = self.cores
+        for hook in cores._forward_pre_hooks.values():
+            hook(cores, ())
+        params = cores._parameters
+        if len(params) == len(cores) and list(params) == [str(k) for k in range(len(cores))]:
+            return list(params.values())
+        return [cores[k] for k in range(len(cores))]
 
     # --- weight ----------------------------------------------------------------------------------------------
     def weight_matrix(self) -> torch.Tensor:
@@ -136,18 +172,23 @@ class MPOLinear(_MPOWeight):
     """``y = x W^T + b`` with W ``(prod J, prod I)`` an MPO ``M_{I_1..I_n}^{J_1..J_n}(D)`` (paper Eq. 5, 8).
 
     Args:
-        in_shape: ``(I_1, ..., I_n)``, ``in_features = prod I``.
-        out_shape: ``(J_1, ..., J_n)``, ``out_features = prod J``; same length n >= 2.
-        bond_dim: D (int) or n-1 ints; each bond is clipped to its maximal useful rank
-            (:func:`physkernels.mpo.useful_ranks`), so a large D gives an exact, uncompressed MPO.
+        in_shape: ``(I_1, ..., I_n)``, ``in_features = prod I``; or the int ``in_features``, factorised by
+            :func:`physkernels.mpo.factorize` (``MPOLinear(784, 256, bond_dim=8)``: (4, 7, 7, 4) -> (4, 4, 4, 4)).
+        out_shape: ``(J_1, ..., J_n)``, ``out_features = prod J``; same length n >= 2; or the int ``out_features``.
+        bond_dim: D (int), n-1 ints, or a float in (0, 1] (that fraction of each bond's full rank); each bond is
+            clipped to its maximal useful rank (:func:`physkernels.mpo.useful_ranks`), so a large D gives an exact,
+            uncompressed MPO.
         bias: learn an additive bias of shape ``(out_features,)``.
+        num_cores: n when both shapes are given as ints (keyword-only; default 4, or the length of the shape
+            given as a tuple).
 
     Input ``(..., in_features)`` -> output ``(..., out_features)``, computed by :func:`physkernels.ops.mpo_linear`
     (a contraction order, or one dense GEMM, chosen by the op's cost-model planner).
     """
 
-    def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int], bond_dim, bias: bool = True,
-                 device=None, dtype=None):
+    def __init__(self, in_shape: Sequence[int] | int, out_shape: Sequence[int] | int, bond_dim, bias: bool = True,
+                 device=None, dtype=None, *, num_cores: int = 4):
+        in_shape, out_shape = _shapes_from_features(in_shape, out_shape, num_cores)
         super().__init__(in_shape, out_shape, bond_dim, device=device, dtype=dtype)
         self.in_features = math.prod(self.in_shape)
         self.out_features = math.prod(self.out_shape)
@@ -185,6 +226,7 @@ class MPOLinear(_MPOWeight):
         layer = cls(in_shape, out_shape, [c.shape[3] for c in cores[:-1]], bias=linear.bias is not None,
                     device=weight.device, dtype=weight.dtype)
         layer._load_decomposition(cores, error, linear.bias)
+        _warn_if_uncompressed(layer, "MPOLinear.from_linear", bond_dim)
         return layer
 
     def extra_repr(self) -> str:
@@ -259,6 +301,7 @@ class MPOConv2d(_MPOWeight):
                     dtype=weight.dtype, bond_dim=[c.shape[3] for c in cores[:-1]], in_shape=in_shape,
                     out_shape=out_shape)
         layer._load_decomposition(cores, error, conv.bias)
+        _warn_if_uncompressed(layer, "MPOConv2d.from_conv", bond_dim)
         return layer
 
     def extra_repr(self) -> str:

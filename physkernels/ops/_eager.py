@@ -1,4 +1,6 @@
-"""When an op may bypass its custom op and call the backend kernels directly or through a ``torch.autograd.Function``.
+"""Which path an op call takes: the custom op, a lighter ``torch.autograd.Function`` over the same backend kernels,
+the kernels directly, or the plain-torch reference formula (``torch.func`` transforms, empty batches, and the
+differentiable backward of double backward).
 
 The custom ops (``torch.ops.physkernels.*``) are what ``torch.compile``, ``torch.export``, fake-tensor tracing and
 ``torch.library.opcheck`` see; in plain eager mode their dispatch layers cost a few hundred microseconds per
@@ -23,3 +25,35 @@ def plain_eager_call(tensors) -> bool:
     return (not torch.compiler.is_compiling() and not _is_exporting()
             and _get_current_dispatch_mode() is None
             and all(t is None or type(t) in _PLAIN_TENSOR_TYPES for t in tensors))
+
+
+def functorch_active() -> bool:
+    """True inside a ``torch.func`` transform (``grad``, ``vjp``, ``jacrev``, ``vmap``, ...). The compiled kernels
+    take raw pointers and cannot see through functorch's wrapped tensors, so the ops then evaluate their
+    reference formula (plain torch, which every transform composes with)."""
+    if torch.compiler.is_compiling():  # dynamo cannot trace the interpreter stack; it traces the custom op
+        return False
+    return torch._C._functorch.peek_interpreter_stack() is not None
+
+
+def reference_path(tensors) -> bool:
+    """Whether a call must run the op's plain-torch reference formula instead of a backend: inside a
+    ``torch.func`` transform, or for an empty batch (``tensors[0]`` is the input; nothing to compute, and the
+    reference gives the correctly shaped empty result and zero gradients)."""
+    return functorch_active() or tensors[0].numel() == 0
+
+
+def differentiable_vjp(function, tensors, grad):
+    """The gradients of ``function(*tensors)`` for the cotangent ``grad``, built from plain torch ops by
+    ``torch.func.vjp`` so that they are themselves differentiable: the backward the ops run when autograd records
+    it (``create_graph=True``: double backward, Hessian-vector products, gradient penalties). ``None`` entries of
+    ``tensors`` are passed to ``function`` as None and get None back."""
+    present = [t for t in tensors if t is not None]
+
+    def call(*given):
+        it = iter(given)
+        return function(*(next(it) if t is not None else None for t in tensors))
+
+    _, pullback = torch.func.vjp(call, *present)
+    grads = iter(pullback(grad))
+    return [next(grads) if t is not None else None for t in tensors]

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from .. import _extensions
 from .._kernel_args import Out, Strided, launch
 from ..backends import BackendUnavailableError, OpDispatcher, get_backend, why_unavailable
-from ._eager import plain_eager_call
+from ._eager import differentiable_vjp, plain_eager_call, reference_path
 
 __all__ = ["cg2d", "reference_cg2d", "unfold_cg2d", "num_pairs", "num_triples", "output_size"]
 
@@ -163,7 +163,7 @@ def _validate(x, weight, weight2, weight3, bias, stride, padding, dilation, grou
     if x.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"x must be float32 or float64, got dtype {x.dtype}")
     if x.dim() != 4:
-        raise ValueError(f"x must be a 4-d (B, C_in, H, W) tensor, got shape {tuple(x.shape)}")
+        raise ValueError(f"x must be (B, C_in, H, W) or unbatched (C_in, H, W), got shape {tuple(x.shape)}")
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
     if weight.dim() != 4:
@@ -191,8 +191,6 @@ def _validate(x, weight, weight2, weight3, bias, stride, padding, dilation, grou
         if span > size + 2 * p:
             raise ValueError(f"kernel_size {(kh, kw)} with dilation {dilation} spans {span} along spatial axis "
                              f"{axis} but the padded input x is only {size + 2 * p} long")
-    if x.shape[0] < 1:
-        raise ValueError(f"x must have a non-empty batch, got shape {tuple(x.shape)}")
     _check_tensor("weight", weight, x, weight.shape)
     P = kh * kw
     _check_tensor("weight2", weight2, x, (c_out, cg, num_pairs(P)))
@@ -248,18 +246,9 @@ def _forward_reference(x, weight, weight2, weight3, bias, stride, padding, dilat
 @_backward.register("reference")
 def _backward_reference(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
     """The vector-Jacobian product of :func:`reference_cg2d` (``torch.func.vjp``, which also works inside the
-    custom op, where the dispatcher has switched plain autograd off)."""
-    tensors = (x, weight, weight2, weight3, bias)
-    present = [t is not None for t in tensors]
-
-    def reference(*given):
-        it = iter(given)
-        args = [next(it) if p else None for p in present]
-        return reference_cg2d(*args, stride, padding, dilation, groups)
-
-    _, vjp = torch.func.vjp(reference, *(t for t in tensors if t is not None))
-    grads = iter(vjp(grad))
-    dx, dw1, dw2, dw3, dbias = (next(grads) if p else None for p in present)
+    custom op, where the dispatcher has switched plain autograd off, and is itself differentiable)."""
+    dx, dw1, dw2, dw3, dbias = differentiable_vjp(
+        lambda *t: reference_cg2d(*t, stride, padding, dilation, groups), (x, weight, weight2, weight3, bias), grad)
     return (dx if compute_dx else None), dw1, dw2, dw3, dbias
 
 
@@ -285,7 +274,7 @@ def _forward_cpp(x, weight, weight2, weight3, bias, stride, padding, dilation, g
 
 @_backward.register("cpp")
 def _backward_cpp(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
-    dx = x.new_empty(x.shape, memory_format=torch.contiguous_format) if compute_dx else None
+    dx = x.new_empty(x.shape) if compute_dx else None
     dw1, dw2 = weight.new_empty(weight.shape), weight2.new_empty(weight2.shape)
     dw3 = weight3.new_empty(weight3.shape) if weight3 is not None else None
     dbias = x.new_empty(weight.shape[0]) if bias is not None else None
@@ -328,7 +317,7 @@ def _forward_cuda(x, weight, weight2, weight3, bias, stride, padding, dilation, 
 @_backward.register("cuda")
 def _backward_cuda(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, compute_dx):
     module = _extensions.cuda().cg2d
-    dx = x.new_empty(x.shape, memory_format=torch.contiguous_format) if compute_dx else None
+    dx = x.new_empty(x.shape) if compute_dx else None
     dw1, dw2 = weight.new_empty(weight.shape), weight2.new_empty(weight2.shape)
     dbias = x.new_empty(weight.shape[0]) if bias is not None else None
     geometry = _cuda_geometry(x, weight, stride, padding, dilation, groups)
@@ -350,8 +339,7 @@ def _cg2d(x: torch.Tensor, weight: torch.Tensor, weight2: torch.Tensor, weight3:
           bias: Optional[torch.Tensor], stride: list[int], padding: list[int], dilation: list[int],
           groups: int) -> torch.Tensor:
     impl = _forward._impls[_resolve(x.device, weight3 is not None, weight.shape[2] * weight.shape[3])]
-    return impl(x, weight.contiguous(), weight2.contiguous(), None if weight3 is None else weight3.contiguous(),
-                bias, tuple(stride), tuple(padding), tuple(dilation), groups)
+    return impl(x, weight, weight2, weight3, bias, tuple(stride), tuple(padding), tuple(dilation), groups)
 
 
 @_cg2d.register_fake
@@ -366,9 +354,8 @@ def _cg2d_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, we
                    compute_dx: bool) -> list[torch.Tensor]:
     """Returns [dx, dweight, dweight2, dweight3, dbias]; absent ones (no W3, no bias, not compute_dx) are empty."""
     impl = _backward._impls[_resolve(x.device, weight3 is not None, weight.shape[2] * weight.shape[3])]
-    grads = impl(grad, x, weight.contiguous(), weight2.contiguous(),
-                 None if weight3 is None else weight3.contiguous(), bias, tuple(stride), tuple(padding),
-                 tuple(dilation), groups, compute_dx)
+    grads = impl(grad, x, weight, weight2, weight3, bias, tuple(stride), tuple(padding), tuple(dilation), groups,
+                 compute_dx)
     return [g if g is not None else x.new_empty(0) for g in grads]
 
 
@@ -391,8 +378,9 @@ def _setup_context(ctx, inputs, output):
 def _backward_fn(ctx, grad):
     x, weight, weight2, weight3, bias = ctx.saved_tensors
     stride, padding, dilation, groups = ctx.geometry
-    dx, dw1, dw2, dw3, dbias = _cg2d_backward(grad, x, weight, weight2, weight3, bias, stride, padding, dilation,
-                                              groups, ctx.needs_input_grad[0])
+    backward = _backward_reference if torch.is_grad_enabled() else _cg2d_backward  # create_graph: differentiable
+    dx, dw1, dw2, dw3, dbias = backward(grad, x, weight, weight2, weight3, bias, stride, padding, dilation, groups,
+                                        ctx.needs_input_grad[0])
     return (dx if ctx.needs_input_grad[0] else None, dw1, dw2, dw3 if weight3 is not None else None,
             dbias if bias is not None else None, None, None, None, None)
 
@@ -408,19 +396,18 @@ class _EagerCG2d(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
-        weight, weight2 = weight.contiguous(), weight2.contiguous()
-        weight3 = None if weight3 is None else weight3.contiguous()
         ctx.backend = _resolve(x.device, weight3 is not None, weight.shape[2] * weight.shape[3])
         ctx.save_for_backward(x, weight, weight2, weight3, bias)
         ctx.geometry = (stride, padding, dilation, groups)
         return _forward._impls[ctx.backend](x, weight, weight2, weight3, bias, stride, padding, dilation, groups)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         x, weight, weight2, weight3, bias = ctx.saved_tensors
-        dx, dw1, dw2, dw3, dbias = _backward._impls[ctx.backend](grad, x, weight, weight2, weight3, bias,
-                                                                 *ctx.geometry, ctx.needs_input_grad[0])
+        # create_graph=True: the reference VJP, which autograd can differentiate again
+        backward = _backward_reference if torch.is_grad_enabled() else _backward._impls[ctx.backend]
+        dx, dw1, dw2, dw3, dbias = backward(grad, x, weight, weight2, weight3, bias, *ctx.geometry,
+                                            ctx.needs_input_grad[0])
         return dx, dw1, dw2, dw3, dbias, None, None, None, None
 
 
@@ -430,7 +417,7 @@ def cg2d(x: torch.Tensor, weight: torch.Tensor, weight2: torch.Tensor, bias: Opt
     """Second-order (third with ``weight3``) coarse-graining convolution; see the module docstring for the math.
 
     Args:
-        x: (B, C_in, H, W), float32 or float64; NCHW or channels_last.
+        x: (B, C_in, H, W) (any B >= 0) or unbatched (C_in, H, W), float32 or float64; NCHW or channels_last.
         weight: W1, (C_out, C_in/groups, kh, kw).
         weight2: W2, (C_out, C_in/groups, P(P+1)/2), P = kh*kw, pairs in ``torch.triu_indices(P, P)`` order.
         bias: (C_out,) or None.
@@ -439,13 +426,20 @@ def cg2d(x: torch.Tensor, weight: torch.Tensor, weight2: torch.Tensor, bias: Opt
         weight3: optional W3, (C_out, C_in/groups, P(P+1)(P+2)/6), triples p <= q <= s lexicographic.
 
     Returns:
-        y: (B, C_out, Ho, Wo) with nn.Conv2d's output size, contiguous NCHW. Differentiable in every tensor (once:
-        the gradients are not themselves differentiable).
+        y: (B, C_out, Ho, Wo) with nn.Conv2d's output size, contiguous NCHW ((C_out, Ho, Wo) for unbatched x).
+        Differentiable in every tensor, also twice: with ``create_graph=True`` the backward is the reference's
+        VJP in plain torch (the fused backward kernels serve first-order gradients).
 
     Runs the custom op ``torch.ops.physkernels.cg2d`` under ``torch.compile``, export and fake-tensor tracing; in
-    eager mode it calls the same kernels through a lighter ``autograd.Function``.
+    eager mode it calls the same kernels through a lighter ``autograd.Function``. Inside ``torch.func`` transforms
+    and for an empty batch it evaluates :func:`reference_cg2d`.
     """
+    if isinstance(x, torch.Tensor) and x.dim() == 3:
+        return cg2d(x.unsqueeze(0), weight, weight2, bias, stride, padding, dilation, groups,
+                    weight3=weight3).squeeze(0)
     stride, padding, dilation = _validate(x, weight, weight2, weight3, bias, stride, padding, dilation, groups)
+    if reference_path((x, weight, weight2, weight3, bias)):
+        return reference_cg2d(x, weight, weight2, weight3, bias, stride, padding, dilation, groups)
     if plain_eager_call((x, weight, weight2, weight3, bias)):
         return _EagerCG2d.apply(x, weight, weight2, weight3, bias, stride, padding, dilation, groups)
     return _cg2d(x, weight, weight2, weight3, bias, list(stride), list(padding), list(dilation), groups)

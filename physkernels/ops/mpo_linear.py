@@ -25,7 +25,7 @@ from .. import _extensions
 from .._kernel_args import Out, launch
 from ..backends import OpDispatcher
 from ..mpo import contract, planner
-from ._eager import plain_eager_call
+from ._eager import differentiable_vjp, plain_eager_call, reference_path
 
 __all__ = ["mpo_linear", "reference_mpo_linear", "reference_mpo_weight", "mpo_shapes"]
 
@@ -90,12 +90,22 @@ def mpo_shapes(cores: Sequence[torch.Tensor]) -> tuple[tuple[int, ...], tuple[in
     for k, core in enumerate(cores):
         if not isinstance(core, torch.Tensor):
             raise TypeError(f"cores[{k}] must be a torch.Tensor, got {type(core).__name__}")
-    return _layout(tuple(core.shape for core in cores))
+    shapes = tuple(tuple(core.shape) for core in cores)
+    found = _layout_memo.get(shapes)
+    if found is None:
+        if len(_layout_memo) > 4096:
+            _layout_memo.clear()
+        found = _layout_memo[shapes] = _layout(shapes)
+    return found
 
 
-@functools.lru_cache(maxsize=1024)
-def _layout(shapes: tuple[torch.Size, ...]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """The structural checks of :func:`mpo_shapes` on the cores' shapes, memoised (they run on every call)."""
+# The checks of _layout run on every call, so their results are memoised on the shapes; a plain dict (not
+# functools.lru_cache, which torch.compile's tracer warns about when it meets one).
+_layout_memo: dict[tuple, tuple] = {}
+
+
+def _layout(shapes: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The structural checks of :func:`mpo_shapes` on the cores' shapes."""
     for k, shape in enumerate(shapes):
         if len(shape) != 4:
             raise ValueError(f"cores[{k}] must be 4-D (D_prev, I_k, J_k, D_k), got shape {tuple(shape)}")
@@ -400,6 +410,11 @@ def _(grad, x, cores):
     return [torch.empty_like(x)] + [torch.empty_like(c) for c in cores]
 
 
+def _differentiable_backward(grad, x, cores):
+    """``[dx, *d cores]`` from plain torch ops (the reference's VJP): the backward when autograd records it."""
+    return differentiable_vjp(lambda x, *cores: reference_mpo_linear(x, cores), (x, *cores), grad)
+
+
 def _setup_context(ctx, inputs, output):
     x, cores, bias = inputs
     ctx.save_for_backward(x, *cores)
@@ -408,7 +423,10 @@ def _setup_context(ctx, inputs, output):
 
 def _backward_fn(ctx, grad):
     x, *cores = ctx.saved_tensors
-    grads = _mpo_linear_backward(grad, x, cores)
+    if torch.is_grad_enabled():  # create_graph=True
+        grads = _differentiable_backward(grad, x, cores)
+    else:
+        grads = _mpo_linear_backward(grad, x, cores)
     grad_bias = grad.sum(0) if ctx.has_bias else None
     return grads[0], list(grads[1:]), grad_bias
 
@@ -424,20 +442,24 @@ class _EagerMPOLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, bias, *cores):
-        x, cores = x.contiguous(), [c.contiguous() for c in cores]
         ctx.backend = _forward.resolve(x.device)
-        y, (plan, states) = _forward.get(x.device, ctx.backend)(x, cores, keep_states=True)
-        ctx.save_for_backward(x, *cores, *states)
+        y, (plan, states) = _forward.get(x.device, ctx.backend)(x.contiguous(), [c.contiguous() for c in cores],
+                                                                 keep_states=True)
+        ctx.save_for_backward(x, *cores, *states)  # the inputs themselves: a double backward differentiates them
         ctx.plan, ctx.n_cores, ctx.has_bias = plan, len(cores), bias is not None
         return y if bias is None else y.add_(bias)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         x, *rest = ctx.saved_tensors
         cores, states = rest[:ctx.n_cores], rest[ctx.n_cores:]
-        saved = None if ctx.plan is None else (ctx.plan, states)
-        grads = _backward.get(x.device, ctx.backend)(grad.contiguous(), x, cores, saved, ctx.needs_input_grad[0])
+        if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate again
+            grads = _differentiable_backward(grad, x, cores)
+        else:
+            saved = None if ctx.plan is None else (ctx.plan, states)
+            grads = _backward.get(x.device, ctx.backend)(grad.contiguous(), x.contiguous(),
+                                                         [c.contiguous() for c in cores], saved,
+                                                         ctx.needs_input_grad[0])
         grad_bias = grad.sum(0) if ctx.has_bias else None
         return (grads[0], grad_bias, *grads[1:])
 
@@ -445,17 +467,22 @@ class _EagerMPOLinear(torch.autograd.Function):
 def mpo_linear(x: torch.Tensor, cores: Sequence[torch.Tensor], bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``x @ W^T + bias`` where W (prod J, prod I) is the MPO of ``cores`` (Eq. 5); x has shape ``(..., prod I)``.
 
-    Differentiable in x, every core and bias. Raises ValueError/TypeError naming the argument on bad input.
-    Runs the custom op ``torch.ops.physkernels.mpo_linear`` under ``torch.compile``, export, fake tensors and
-    dispatch modes; in plain eager mode it calls the same kernels through a lighter ``autograd.Function`` (with
-    gradients) or directly (inference; see :mod:`physkernels.ops._eager`).
+    Differentiable in x, every core and bias, also twice: with ``create_graph=True`` the backward is the
+    reference's VJP in plain torch (the planned kernels serve first-order gradients). Raises ValueError/TypeError
+    naming the argument on bad input. Runs the custom op ``torch.ops.physkernels.mpo_linear`` under
+    ``torch.compile``, export, fake tensors and dispatch modes; in plain eager mode it calls the same kernels
+    through a lighter ``autograd.Function`` (with gradients) or directly (inference; see
+    :mod:`physkernels.ops._eager`). Inside ``torch.func`` transforms and for an empty batch it evaluates
+    :func:`reference_mpo_linear`.
     """
     _validate(x, cores, bias)
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, bias, *cores))
-    if not plain_eager_call((x, bias, *cores)):
+    if reference_path((x2, bias, *cores)):
+        y = reference_mpo_linear(x2, cores, bias)
+    elif not plain_eager_call((x, bias, *cores)):
         y = _mpo_linear(x2, list(cores), bias)
     elif needs_grad:
         y = _EagerMPOLinear.apply(x2, bias, *cores)

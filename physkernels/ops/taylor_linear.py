@@ -19,7 +19,7 @@ from .. import _extensions
 from .._kernel_args import Out, launch
 from ..backends import OpDispatcher
 from ..taylor import check_order, monomial_count, monomials, row_table, term_rows
-from ._eager import plain_eager_call
+from ._eager import differentiable_vjp, plain_eager_call, reference_path
 
 __all__ = ["taylor_linear", "reference_taylor_linear", "reference_features"]
 
@@ -219,6 +219,12 @@ def _(grad, x, weight, order, need_input, need_weight):
     return torch.empty_like(x), torch.empty_like(weight), grad.new_empty(weight.shape[0])
 
 
+def _differentiable_backward(grad, x, weight, order):
+    """``(dx, dW, dbias)`` from plain torch ops (the reference's VJP): the backward when autograd records it."""
+    dx, dweight = differentiable_vjp(lambda x, w: reference_taylor_linear(x, w, None, order), (x, weight), grad)
+    return dx, dweight, grad.sum(0)
+
+
 def _setup_context(ctx, inputs, output):
     x, weight, bias, order = inputs
     ctx.save_for_backward(x, weight)
@@ -229,7 +235,10 @@ def _setup_context(ctx, inputs, output):
 def _autograd_backward(ctx, grad):
     x, weight = ctx.saved_tensors
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    dx, dweight, dbias = _taylor_linear_backward(grad, x, weight, ctx.order, need_x, need_w)
+    if torch.is_grad_enabled():  # create_graph=True
+        dx, dweight, dbias = _differentiable_backward(grad, x, weight, ctx.order)
+    else:
+        dx, dweight, dbias = _taylor_linear_backward(grad, x, weight, ctx.order, need_x, need_w)
     return (dx if need_x else None, dweight if need_w else None,
             dbias if (ctx.has_bias and need_b) else None, None)
 
@@ -249,11 +258,13 @@ class _EagerTaylorLinear(torch.autograd.Function):
         return _forward.get(x.device, ctx.backend)(x, weight, bias, order)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        dx, dweight, dbias = _backward.get(x.device, ctx.backend)(grad, x, weight, ctx.order, need_x, need_w)
+        if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate again
+            dx, dweight, dbias = _differentiable_backward(grad, x, weight, ctx.order)
+        else:
+            dx, dweight, dbias = _backward.get(x.device, ctx.backend)(grad, x, weight, ctx.order, need_x, need_w)
         return (dx if need_x else None, dweight if need_w else None,
                 dbias if (ctx.has_bias and need_b) else None, None)
 
@@ -272,8 +283,10 @@ def taylor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
     x (..., n); weight (O, C(n + order, order) - 1); bias (O) or None; returns (..., O) in x's dtype.
     Runs the custom op ``torch.ops.physkernels.taylor_linear`` under tracing; plain eager calls with gradients take
-    a lighter ``autograd.Function`` over the same kernels (gradients once differentiable), and plain eager calls
-    without gradients call the kernel directly.
+    a lighter ``autograd.Function`` over the same kernels, and plain eager calls without gradients call the kernel
+    directly. The fused backward runs for first-order gradients; with ``create_graph=True`` the backward is the
+    reference's VJP in plain torch, so second derivatives work. Inside ``torch.func`` transforms and for an empty
+    batch the reference formula runs.
     """
     order = check_order(order)
     _check_tensor("x", x)
@@ -296,7 +309,9 @@ def taylor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     lead = x.shape[:-1]
     x2 = x.reshape(-1, n)
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
-    if not plain_eager_call((x, weight, bias)):
+    if reference_path((x2, weight, bias)):
+        y = reference_taylor_linear(x2, weight, bias, order)
+    elif not plain_eager_call((x, weight, bias)):
         y = _taylor_linear(x2, weight, bias, order)
     elif needs_grad:
         y = _EagerTaylorLinear.apply(x2, weight, bias, order)
