@@ -105,6 +105,14 @@ def available_backends(device: torch.device | str = "cpu") -> list[str]:
     return [b for b in BACKENDS if why_unavailable(b, device) is None]
 
 
+_DISPATCHERS: dict[str, "OpDispatcher"] = {}
+
+
+def dispatchers() -> dict[str, "OpDispatcher"]:
+    """Every :class:`OpDispatcher` created so far (those of the imported op and physics modules), by op name."""
+    return dict(_DISPATCHERS)
+
+
 class OpDispatcher:
     """Maps backend names to one op's implementations and picks one per call.
 
@@ -122,6 +130,7 @@ class OpDispatcher:
         self.op_name = op_name
         self.auto_order = auto_order
         self._impls: dict[str, Callable] = {}
+        _DISPATCHERS[op_name] = self
 
     def register(self, backend: str) -> Callable[[Callable], Callable]:
         if backend not in BACKENDS:

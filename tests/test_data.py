@@ -95,10 +95,26 @@ def test_cifar10_corrupt_and_malicious(tmp_path):
 
 
 def test_digits_offline_split_is_disjoint_and_stratified():
+    from collections import Counter
+
+    from sklearn.datasets import load_digits
+
     train, test = load("digits", "train"), load("digits", "test")
     assert len(train) + len(test) == 1797
     assert train.images.shape[1:] == (1, 8, 8) and 0.2 < len(test) / 1797 < 0.3
-    assert set(test.labels.tolist()) == set(range(10))
+
+    def samples(images, labels):  # (pixels, label) of every sample, comparable across scalings
+        pixels = (images.reshape(len(labels), -1) / images.max()).round(decimals=6).tolist()
+        return Counter((tuple(p), int(y)) for p, y in zip(pixels, labels.tolist()))
+
+    bunch = load_digits()
+    full = samples(torch.tensor(bunch.data), torch.tensor(bunch.target))
+    # a partition of sklearn's samples: together they are exactly the full set (as a multiset), so none is in both
+    assert samples(train.images, train.labels) + samples(test.images, test.labels) == full
+    # stratified: every class contributes its share of the test split, to within one sample
+    per_class, test_counts = Counter(bunch.target.tolist()), Counter(test.labels.tolist())
+    share = len(test) / 1797
+    assert all(abs(test_counts[c] - share * n) <= 1 for c, n in per_class.items()), (test_counts, per_class)
     big = load("digits", "test", size=28, channels=3)
     assert big.images.shape == (len(test), 3, 28, 28)
 

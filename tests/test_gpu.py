@@ -26,6 +26,33 @@ from test_rbm import assert_frequencies, random_rbm, state_index, transition_mat
 from test_taylor import _args as taylor_args
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+
+# Which tests below run each GPU implementation (dispatcher name, backend) -> test functions. A CPU-side test
+# (tests/test_gpu_coverage.py) checks that every registered cuda/triton implementation is listed here, so a new GPU
+# backend without a GPU test fails CI even on machines without a GPU.
+GPU_TESTS = {
+    ("mpo_linear", "cuda"): ["test_mpo_matches_reference", "test_mpo_every_cuda_plan_matches_reference"],
+    ("mpo_linear_backward", "cuda"): ["test_mpo_matches_reference", "test_mpo_gradcheck_and_opcheck"],
+    ("mpo_linear", "triton"): ["test_mpo_matches_reference", "test_mpo_triton_fused_chain"],
+    ("mpo_linear_backward", "triton"): ["test_mpo_matches_reference"],
+    ("cg2d", "cuda"): ["test_cg2d_matches_reference", "test_kernels_span_several_blocks_of_every_tiled_dimension"],
+    ("cg2d_backward", "cuda"): ["test_cg2d_matches_reference", "test_cg2d_gradcheck_and_opcheck"],
+    ("cg2d", "triton"): ["test_cg2d_matches_reference", "test_kernels_span_several_blocks_of_every_tiled_dimension"],
+    ("cg2d_backward", "triton"): ["test_cg2d_matches_reference"],
+    ("taylor_linear", "cuda"): ["test_taylor_matches_reference",
+                                "test_kernels_span_several_blocks_of_every_tiled_dimension"],
+    ("taylor_linear_backward", "cuda"): ["test_taylor_matches_reference", "test_taylor_gradcheck_and_opcheck"],
+    ("taylor_linear", "triton"): ["test_taylor_matches_reference",
+                                  "test_kernels_span_several_blocks_of_every_tiled_dimension"],
+    ("taylor_linear_backward", "triton"): ["test_taylor_matches_reference"],
+    ("nnqft_outputs", "cuda"): ["test_nnqft_green_functions_match_reference"],
+    ("nnqft_outputs", "triton"): ["test_nnqft_green_functions_match_reference"],
+    ("nnqft_bag_sums", "cuda"): ["test_nnqft_green_functions_match_reference"],
+    ("nnqft_bag_sums", "triton"): ["test_nnqft_green_functions_match_reference"],
+    ("rbm_gibbs", "triton"): ["test_rbm_triton_gibbs_samples_the_exact_transitions"],
+    ("ising_engine", "TritonMetropolisEngine"): ["test_ising_gpu_engine_matches_cpp_bit_for_bit"],
+    ("ising_engine", "CudaMetropolisEngine"): ["test_ising_gpu_engine_matches_cpp_bit_for_bit"],
+}
 GPU_BACKENDS = [b for b in ("cuda", "triton") if torch.cuda.is_available() and b in available_backends("cuda")]
 DTYPES = {"cuda": (torch.float32, torch.float64), "triton": (torch.float32,)}  # Triton kernels run in float32
 CASES = [(b, d) for b in GPU_BACKENDS for d in DTYPES[b]]
@@ -179,6 +206,22 @@ def test_taylor_matches_reference(backend, dtype):
         check_on_gpu(with_backend(lambda x, w, b: taylor_linear(x, w, b, order), backend),
                      lambda x, w, b: reference_taylor_linear(x, w, b, order), args, dtype,
                      names=["x", "weight", "bias"][:2 + (args[2] is not None)])
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_kernels_span_several_blocks_of_every_tiled_dimension(backend):
+    """Shapes with several blocks along every tiled axis of the Taylor and CG2d kernels (outputs, samples, terms;
+    output channels, positions, pixels): a kernel that ignores a block index gets whole tiles wrong."""
+    args = taylor_args(10, 2, 150, 300, seed=61)  # 150 outputs, 300 samples, 65 terms
+    check_on_gpu(with_backend(lambda x, w, b: taylor_linear(x, w, b, 2), backend),
+                 lambda x, w, b: reference_taylor_linear(x, w, b, 2), args, torch.float32,
+                 names=["x", "weight", "bias"])
+    cfg = dict(batch=3, c_in=6, c_out=160, cg=3, h=13, w=11, kernel=(2, 3), stride=(1, 1), padding=(1, 0),
+               dilation=(1, 1), groups=2, order=2, bias=True)  # 80 output channels per group, 3 x 14 x 9 positions
+    x, w1, w2, bias, _ = make_args(cfg, seed=7)
+    check_on_gpu(with_backend(lambda x, *w: cg2d(x, *w, *geometry(cfg)), backend),
+                 lambda x, w1, w2, b: reference_cg2d(x, w1, w2, None, b, *geometry(cfg)), [x, w1, w2, bias],
+                 torch.float32, names=NAMES_2)
 
 
 def test_taylor_auto_runs_triton_in_float32_and_cuda_in_float64():

@@ -2,8 +2,10 @@
 
 import json
 
+import pytest
 import torch
 
+from physkernels.benchmarks import SUITES
 from physkernels.benchmarks.harness import ResultTable, median_time, peak_memory_bytes, write_results
 
 
@@ -31,3 +33,29 @@ def test_write_results(tmp_path):
     assert payload["tables"][0]["rows"] == [{"shape": "4x4", "ms": 1.5}]
     assert "commit" in payload["machine"] and "date" in payload["machine"]
     assert "| 4x4 | 1.5 |" in open(md_path).read()
+
+
+@pytest.mark.parametrize("suite", list(SUITES))
+def test_quick_suite_runs_and_its_tables_are_well_formed(suite, tmp_path):
+    """Every benchmark suite runs end to end at its quick size (`physkernels bench --quick --suite NAME`) and writes
+    tables whose rows fill every column; timing columns hold positive numbers. (Timings themselves are not
+    asserted: they belong to bench/results.)"""
+    import math
+
+    from physkernels.cli import main
+
+    assert main(["bench", "--quick", "--suite", suite, "--device", "cpu", "--out", str(tmp_path),
+                 "--stem", "smoke"]) == 0
+    payload = json.load(open(tmp_path / "smoke.json"))
+    assert payload["tables"], suite
+    for table in payload["tables"]:
+        assert table["rows"], (suite, table["name"])
+        for row in table["rows"]:
+            assert set(row) <= set(table["columns"]), (table["name"], row)
+            filled = [c for c in table["columns"] if row.get(c) not in (None, "")]
+            assert filled, (table["name"], row)
+            for column, value in row.items():
+                if column.endswith(" ms") or column.endswith("_ms") or column in ("ms", "seconds"):
+                    assert value is None or isinstance(value, str) or (math.isfinite(value) and value > 0), \
+                        (table["name"], column, value)
+    assert (tmp_path / "smoke.md").read_text().count("|") > 0

@@ -101,8 +101,7 @@ def _chi_square_pvalue(observed, expected_probs):
     return chisquare(obs, exp).pvalue
 
 
-@pytest.mark.parametrize("algorithm,backend", [(a, b) for a in ising.ALGORITHMS for b in ("cpp", "reference")
-                                               if not (a == "wolff" and b == "reference")])
+@pytest.mark.parametrize("algorithm,backend", [(a, b) for a in ising.ALGORITHMS for b in ("cpp", "reference")])
 @pytest.mark.parametrize("L", [2, 4])
 def test_energy_histogram_matches_boltzmann(algorithm, backend, L):
     if backend == "cpp" and not COMPILED:
@@ -110,7 +109,9 @@ def test_energy_histogram_matches_boltzmann(algorithm, backend, L):
     if algorithm == "metropolis" and L == 2:
         pytest.skip("checkerboard Metropolis is not ergodic at L = 2 (rejected by sample)")
     beta = 0.35
-    x = ising.sample(L, beta, 6000, algorithm, seed=11, backend=backend, n_chains=600)
+    # the numpy Wolff reference is the slowest engine: fewer samples (the test keeps its power at these sizes)
+    n, chains = (2000, 200) if (algorithm, backend) == ("wolff", "reference") else (6000, 600)
+    x = ising.sample(L, beta, n, algorithm, seed=11, backend=backend, n_chains=chains)
     energy = np.round(ising.energy_per_spin(x).numpy() * L * L).astype(int)
     levels, probs = _exact_energy_distribution(L, beta)
     observed = np.array([(energy == e).sum() for e in levels])
@@ -119,8 +120,9 @@ def test_energy_histogram_matches_boltzmann(algorithm, backend, L):
 
 
 # ---------------------------------------------------------------- MC vs exact (3 sigma, measured tau)
-def _check_energy(L, beta, algorithm, n_samples, n_chains, seed):
-    x, info = ising.sample(L, beta, n_samples, algorithm, seed=seed, n_chains=n_chains, return_info=True)
+def _check_energy(L, beta, algorithm, n_samples, n_chains, seed, backend="auto"):
+    x, info = ising.sample(L, beta, n_samples, algorithm, seed=seed, n_chains=n_chains, return_info=True,
+                           backend=backend)
     assert info.spacing >= 2 * info.tau - 1e-9
     assert info.thermalization_steps >= ising.sampler.THERMALIZATION_TAUS * info.tau
     # series per chain: sample i comes from chain i % n_chains
@@ -140,8 +142,14 @@ def test_mc_energy_matches_kaufman(algorithm, L, beta):
     _check_energy(L, beta, algorithm, 2048 if L == 32 else 4096, n_chains, seed=5)
 
 
-def test_reference_swendsen_wang_energy_matches_kaufman():
-    _check_energy(8, 0.4352, "swendsen_wang", 2000, 100, seed=2) if not COMPILED else None
+@pytest.mark.parametrize("algorithm,n_samples,n_chains", [("swendsen_wang", 2000, 100), ("wolff", 600, 60),
+                                                          ("metropolis", 2000, 100)])
+def test_reference_engines_energy_matches_kaufman(algorithm, n_samples, n_chains):
+    """The numpy reference engines (a public backend) against the exact energy, whether or not _C is built."""
+    _check_energy(8, 0.4352, algorithm, n_samples, n_chains, seed=2, backend="reference")
+
+
+def test_reference_swendsen_wang_energy_at_high_temperature():
     x = ising.sample(6, 0.3, 3000, "swendsen_wang", seed=4, n_chains=100, backend="reference")
     mean, err = mean_and_error(ising.energy_per_spin(x).numpy().reshape(-1, 100).T)
     assert abs(mean - ising.exact(6, 0.3)["energy"]) < 3 * err

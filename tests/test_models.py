@@ -205,7 +205,17 @@ def test_driver_quick_smoke(tmp_path):
                                                                            ("fc2-mpo", 4)]
     for s in results["summaries"]:
         assert s["runs"] == 2 and (s["mean"], s["sigma"]) == pytest.approx(mean_sigma(s["accuracies"]))
-        assert 0 <= s["mean"] <= 100
+    # each reported accuracy is what its final checkpoint scores on the quick test split
+    normalize = PRESETS[MODELS["fc2"].preset].for_dataset("digits").normalize
+    (_, _), (test_x, test_y) = load_data("digits", None, MODELS["fc2"].input_shape, normalize=normalize, quick=True)
+    for s in results["summaries"]:
+        tag = s["model"] if s["bond_dim"] is None else f"{s['model']}-D{s['bond_dim']}"
+        for seed, reported in enumerate(s["accuracies"]):
+            model = MODELS[s["model"]].build(s["bond_dim"])
+            model.load_state_dict(_final_weights(out, f"{tag}-seed{seed}"))
+            with torch.no_grad():
+                correct = (model.eval()(test_x).argmax(1) == test_y).sum().item()
+            assert reported == pytest.approx(100.0 * correct / len(test_y)), (tag, seed)
     assert os.path.getsize(os.path.join(out, "accuracy_vs_bond_dim.png")) > 0
     assert results["machine"]["commit"] is not None or results["machine"]["cpu"]
     # Rerunning finds every run finished and reuses the results.
@@ -352,9 +362,11 @@ def test_driver_reads_mnist_and_cifar10_files(tmp_path):
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         batch = {b"data": rng.integers(0, 256, (6, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, 6))}
         (batches / name).write_bytes(pickle.dumps(batch))
-    for dataset, model in (("mnist", "fc2"), ("cifar10", "taylornet-cifar10-conv")):
+    for dataset, model, n_test in (("mnist", "fc2", 10), ("cifar10", "taylornet-cifar10-conv", 6)):
         out = str(tmp_path / dataset)
         assert main(["--model", model, "--dataset", dataset, "--data-dir", str(tmp_path), "--quick", "--out", out,
                      "--no-progress"]) == 0
         summary = json.load(open(os.path.join(out, "results.json")))["summaries"][0]
-        assert summary["model"] == model and 0 <= summary["mean"] <= 100
+        # scored on the files' n_test images (not the digits fallback): a whole number of correct answers
+        correct = summary["mean"] * n_test / 100
+        assert summary["model"] == model and correct == pytest.approx(round(correct)) and 0 <= correct <= n_test
