@@ -2,17 +2,21 @@
 
 * ``physkernels._C``: every ``csrc/*.cpp`` plus every ``python_bindings/*.cpp`` (one pybind11 module; each
   binding file registers its own submodule, see ``python_bindings/registry.h``). OpenMP when the compiler has it.
-* ``physkernels._C_cuda``: every ``csrc/cuda/*.cu`` (compiled by nvcc for sm_80 and sm_90) plus every
-  ``python_bindings/cuda/*.cpp``; built when nvcc is found, or when ``PHYSKERNELS_CUDA=1`` (then a missing nvcc
-  is an error); ``PHYSKERNELS_CUDA=0`` skips it. The CUDA runtime is linked statically, so the module imports on
-  machines without a GPU or a CUDA toolkit.
+* ``physkernels._C_cuda``: every ``csrc/cuda/*.cu`` plus every ``python_bindings/cuda/*.cpp``. By default
+  (``PHYSKERNELS_CUDA=auto``) it is built when nvcc is found *and* the machine has an NVIDIA GPU, for that GPU's
+  architecture only (``nvidia-smi``'s compute capability), so a CPU-only machine gets the CPU module fast.
+  ``PHYSKERNELS_CUDA=1`` always builds it (a missing nvcc is an error), for ``PHYSKERNELS_CUDA_ARCHS`` or, without
+  a GPU, sm_80 and sm_90 (wheels for distribution; CI's compile check); ``PHYSKERNELS_CUDA=0`` skips it. The CUDA
+  runtime is linked statically, so the module imports on machines without a GPU or a CUDA toolkit.
 
 Environment knobs: ``PHYSKERNELS_NATIVE=1`` adds ``-march=native`` (off by default: wheels stay portable),
-``PHYSKERNELS_BUILD_JOBS`` parallel compile jobs, ``PHYSKERNELS_CUDA_ARCHS`` (default ``80;90``), ``NVCC``.
+``PHYSKERNELS_BUILD_JOBS`` parallel compile jobs (C++ and nvcc), ``PHYSKERNELS_CUDA_ARCHS`` (e.g. ``80;90``),
+``NVCC``.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import glob
 import os
 import shutil
@@ -77,14 +81,38 @@ def _find_nvcc() -> str | None:
     return nvcc
 
 
-def _cuda_wanted() -> tuple[bool, str | None]:
+def _local_gpu_archs() -> list[str]:
+    """Compute capabilities of this machine's NVIDIA GPUs as nvcc arch numbers (``["90"]``); [] without one."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    archs = [line.strip().replace(".", "") for line in out.stdout.splitlines() if line.strip()]
+    return sorted(set(a for a in archs if a.isdigit())) if out.returncode == 0 else []
+
+
+def _cuda_wanted() -> tuple[bool, str | None, list[str]]:
+    """(build _C_cuda?, nvcc, target archs) from PHYSKERNELS_CUDA (auto | 0 | 1) and the machine."""
     mode = os.environ.get("PHYSKERNELS_CUDA", "auto")
+    if mode not in ("auto", "0", "1"):
+        raise RuntimeError(f"PHYSKERNELS_CUDA must be auto, 0 or 1, got {mode!r}")
     nvcc = _find_nvcc()
-    if mode == "0":
-        return False, None
+    if mode == "0" or not _rel("csrc/cuda/*.cu"):
+        return False, None, []
     if mode == "1" and nvcc is None:
         raise RuntimeError("PHYSKERNELS_CUDA=1 but nvcc was not found (set NVCC or put nvcc on PATH)")
-    return nvcc is not None and bool(_rel("csrc/cuda/*.cu")), nvcc
+    requested = [a for a in os.environ.get("PHYSKERNELS_CUDA_ARCHS", "").split(";") if a]
+    local = _local_gpu_archs()
+    if mode == "auto" and (nvcc is None or not local):
+        if nvcc is not None:
+            print("physkernels: nvcc found but no NVIDIA GPU: building the CPU module only "
+                  "(PHYSKERNELS_CUDA=1 builds _C_cuda anyway)", flush=True)
+        return False, nvcc, []
+    return True, nvcc, requested or local or ["80", "90"]
 
 
 def _cuda_home(nvcc: str) -> str:
@@ -97,7 +125,7 @@ def _cuda_home(nvcc: str) -> str:
     raise RuntimeError(f"found nvcc at {nvcc} but no CUDA toolkit headers; set CUDA_HOME")
 
 
-BUILD_CUDA, NVCC = _cuda_wanted()
+BUILD_CUDA, NVCC, CUDA_ARCHS = _cuda_wanted()
 if BUILD_CUDA:
     CUDA_HOME = _cuda_home(NVCC)
     ext_modules.append(
@@ -126,24 +154,27 @@ class BuildExt(build_ext):
         super().build_extension(ext)
 
     def _compile_cuda(self) -> list[str]:
-        archs = os.environ.get("PHYSKERNELS_CUDA_ARCHS", "80;90").split(";")
+        """nvcc on every ``csrc/cuda/*.cu``, ``PHYSKERNELS_BUILD_JOBS`` at a time; returns the objects."""
         gencode = []
-        for arch in archs:
+        for arch in CUDA_ARCHS:
             gencode += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
-        gencode += ["-gencode", f"arch=compute_{archs[-1]},code=compute_{archs[-1]}"]
+        gencode += ["-gencode", f"arch=compute_{CUDA_ARCHS[-1]},code=compute_{CUDA_ARCHS[-1]}"]
         out_dir = os.path.join(self.build_temp, "cuda")
         os.makedirs(out_dir, exist_ok=True)
-        objects = []
-        for src in _rel("csrc/cuda/*.cu"):
+        jobs = int(os.environ.get("PHYSKERNELS_BUILD_JOBS", "0")) or os.cpu_count() or 2
+
+        def compile_one(src: str) -> str:
             obj = os.path.join(out_dir, os.path.basename(src) + ".o")
             cmd = [NVCC, "-c", src, "-o", obj, "-O3", "-std=c++17", "-Xcompiler", "-fPIC",
                    "-Icsrc", "-Icsrc/cuda", "--expt-relaxed-constexpr", *gencode]
             print(" ".join(cmd), flush=True)
             subprocess.check_call(cmd, cwd=ROOT)
-            objects.append(obj)
-        return objects
+            return obj
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            return list(pool.map(compile_one, _rel("csrc/cuda/*.cu")))
 
 
-ParallelCompile("PHYSKERNELS_BUILD_JOBS", default=2).install()
+ParallelCompile("PHYSKERNELS_BUILD_JOBS", default=0).install()  # 0: one job per CPU
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildExt})

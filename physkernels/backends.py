@@ -142,6 +142,10 @@ class OpDispatcher:
 
         return decorator
 
+    def get_impl(self, backend: str) -> Callable:
+        """The implementation registered for ``backend`` (KeyError when the op has none)."""
+        return self._impls[backend]
+
     @property
     def implemented(self) -> tuple[str, ...]:
         return tuple(b for b in BACKENDS if b in self._impls)

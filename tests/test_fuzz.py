@@ -192,6 +192,7 @@ def test_fuzz_taylor_linear(backend, dtype):
                     lambda x, weight, bias: reference_taylor_linear(x, weight, bias, order), dtype)
 
 
+@pytest.mark.slow
 @pytest.mark.triton
 def test_fuzz_triton_kernels():
     """The Triton kernels (interpreter on CPU) get the same views; fewer, small configurations (slow there)."""

@@ -17,7 +17,7 @@ def registered_gpu_implementations() -> set[tuple[str, str]]:
     for name in MODULES_WITH_GPU_BACKENDS:
         importlib.import_module(name)
     found = {(op, backend) for op, dispatcher in dispatchers().items() for backend in dispatcher.implemented
-             if backend in GPU_KINDS}
+             if backend in GPU_KINDS and dispatcher.get_impl(backend).__module__.startswith("physkernels.")}
     found |= {("ising_engine", cls.__name__) for (_, backend), cls in engines.ENGINES.items() if backend in GPU_KINDS}
     return found
 

@@ -427,6 +427,7 @@ def test_bootstrap_crossing_covers_the_truth():
 
 
 # ------------------------------------------------------------------------------------------------------ driver
+@pytest.mark.slow
 def test_quick_pipeline_end_to_end(tmp_path):
     """The whole study on 8x8 lattices: every figure and JSON is written and the numbers are sane."""
     out = tmp_path / "run"

@@ -296,6 +296,7 @@ def _subprocess_env() -> dict:
     return dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
 
 
+@pytest.mark.slow
 def test_sigkill_during_training_then_resume(tmp_path):
     """A real kill -9 while the run checkpoints every step; the rerun ends with the uninterrupted run's weights."""
     args = ["--model", "fc2-mpo", "--bond-dim", "4", "--quick", "--epochs", "20", "--no-progress", "--threads", "1",
@@ -323,6 +324,7 @@ def test_sigkill_during_training_then_resume(tmp_path):
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.exists(os.path.join(
     os.path.dirname(sys.executable), "torchrun")), reason="torchrun not installed")
+@pytest.mark.slow
 def test_ddp_two_processes_match_single_process(tmp_path):
     args = ["--model", "fc2-mpo", "--bond-dim", "4", "--quick", "--no-progress", "--threads", "1", "--seed", "1",
             "--device", "cpu"]  # two gloo processes, also on a machine with one GPU

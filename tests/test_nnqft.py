@@ -256,6 +256,7 @@ _DIST_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_two_ranks_equal_one_process(tmp_path):
     script, out = tmp_path / "dist_nnqft.py", tmp_path / "per_bag.pt"

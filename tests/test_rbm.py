@@ -181,6 +181,7 @@ def test_training_reduces_exact_kl(method, k):
     assert history["kl"][-1] < 0.5 * before
 
 
+@pytest.mark.slow
 def test_rbm_driver_quick(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     subprocess.run([sys.executable, "-m", "models.ising_rbm", "--quick", "--no-progress", "--epochs", "2",

@@ -338,7 +338,7 @@ def _backward_cuda(grad, x, weight, weight2, weight3, bias, stride, padding, dil
 def _cg2d(x: torch.Tensor, weight: torch.Tensor, weight2: torch.Tensor, weight3: Optional[torch.Tensor],
           bias: Optional[torch.Tensor], stride: list[int], padding: list[int], dilation: list[int],
           groups: int) -> torch.Tensor:
-    impl = _forward._impls[_resolve(x.device, weight3 is not None, weight.shape[2] * weight.shape[3])]
+    impl = _forward.get_impl(_resolve(x.device, weight3 is not None, weight.shape[2] * weight.shape[3]))
     return impl(x, weight, weight2, weight3, bias, tuple(stride), tuple(padding), tuple(dilation), groups)
 
 
@@ -353,7 +353,7 @@ def _cg2d_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, we
                    padding: list[int], dilation: list[int], groups: int,
                    compute_dx: bool) -> list[torch.Tensor]:
     """Returns [dx, dweight, dweight2, dweight3, dbias]; absent ones (no W3, no bias, not compute_dx) are empty."""
-    impl = _backward._impls[_resolve(x.device, weight3 is not None, weight.shape[2] * weight.shape[3])]
+    impl = _backward.get_impl(_resolve(x.device, weight3 is not None, weight.shape[2] * weight.shape[3]))
     grads = impl(grad, x, weight, weight2, weight3, bias, tuple(stride), tuple(padding), tuple(dilation), groups,
                  compute_dx)
     return [g if g is not None else x.new_empty(0) for g in grads]
@@ -399,13 +399,13 @@ class _EagerCG2d(torch.autograd.Function):
         ctx.backend = _resolve(x.device, weight3 is not None, weight.shape[2] * weight.shape[3])
         ctx.save_for_backward(x, weight, weight2, weight3, bias)
         ctx.geometry = (stride, padding, dilation, groups)
-        return _forward._impls[ctx.backend](x, weight, weight2, weight3, bias, stride, padding, dilation, groups)
+        return _forward.get_impl(ctx.backend)(x, weight, weight2, weight3, bias, stride, padding, dilation, groups)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight, weight2, weight3, bias = ctx.saved_tensors
         # create_graph=True: the reference VJP, which autograd can differentiate again
-        backward = _backward_reference if torch.is_grad_enabled() else _backward._impls[ctx.backend]
+        backward = _backward_reference if torch.is_grad_enabled() else _backward.get_impl(ctx.backend)
         dx, dw1, dw2, dw3, dbias = backward(grad, x, weight, weight2, weight3, bias, *ctx.geometry,
                                             ctx.needs_input_grad[0])
         return dx, dw1, dw2, dw3, dbias, None, None, None, None
