@@ -12,7 +12,13 @@ import torch
 
 
 def _default_out_dir() -> str:
-    return os.path.join("bench", "results") if os.path.isdir("bench") else "physkernels-bench-results"
+    """``$PHYSKERNELS_BENCH_OUT``, else ``$XDG_CACHE_HOME/physkernels/bench`` (``~/.cache/...``): outside any source
+    tree, so a run never overwrites the repository's committed ``bench/results`` (pass ``--out bench/results`` to
+    update those on purpose)."""
+    if os.environ.get("PHYSKERNELS_BENCH_OUT"):
+        return os.environ["PHYSKERNELS_BENCH_OUT"]
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "physkernels", "bench")
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -48,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--quick", action="store_true", help="small shapes, few repeats (about a minute on a CPU)")
     bench.add_argument("--suite", nargs="+", help="suites to run (default: all)")
     bench.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
-    bench.add_argument("--out", help="results folder (default: bench/results when run from the repository)")
+    bench.add_argument("--out", help="results folder (default: $PHYSKERNELS_BENCH_OUT or ~/.cache/physkernels/bench; "
+                                     "the repository's committed tables live in bench/results)")
     bench.add_argument("--stem", help="results file name without extension")
     args = parser.parse_args(argv)
     if args.command == "info":
