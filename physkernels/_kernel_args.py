@@ -20,11 +20,13 @@ first tensor's device). A violation is a programming error inside physkernels, r
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 import torch
 
-__all__ = ["launch", "Out", "Strided"]
+_CONSTANTS: dict[tuple, torch.Tensor] = {}
+
+__all__ = ["launch", "Out", "Strided", "device_constant"]
 
 
 class Out:
@@ -88,3 +90,16 @@ def launch(kernel: Callable, *args: Any, dtype: torch.dtype | None = None,
     marshal = _Marshal(dtype, None if device is None else torch.device(device))
     pointers = [marshal.convert(a, f"argument {k}") for k, a in enumerate(args)]
     return kernel(*pointers)
+
+
+def device_constant(key: Hashable, device: torch.device, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """A small read-only index table on ``device``, built by ``build()`` (on the CPU) and copied there once per
+    ``(key, device)``. Kernel calls then never copy from the host: no host-device transfer inside an op (which
+    CUDA-graph capture forbids) and no per-call synchronisation."""
+    full_key = (key, str(torch.device(device)))
+    table = _CONSTANTS.get(full_key)
+    if table is None:
+        if len(_CONSTANTS) > 4096:
+            _CONSTANTS.clear()
+        table = _CONSTANTS[full_key] = build().to(device)
+    return table

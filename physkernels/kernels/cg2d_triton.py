@@ -20,19 +20,25 @@ import torch
 import triton
 import triton.language as tl
 
+from .._kernel_args import device_constant
 from ..ops.cg2d import output_size
 
 
 def _feature_table(patch: int, device) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    """(fp, fq, F, FP): first and second factor of every feature (-1: none; -2: padding feature)."""
-    pi, qi = torch.triu_indices(patch, patch)
-    fp = torch.cat([torch.arange(patch), pi]).to(torch.int32)
-    fq = torch.cat([torch.full((patch,), -1), qi]).to(torch.int32)
-    count = fp.numel()
+    """(fp, fq, F, FP): first and second factor of every feature (-1: none; -2: padding feature), on ``device``
+    (copied there once)."""
+    count = patch + patch * (patch + 1) // 2
     padded = max(16, triton.next_power_of_2(count))
-    fp = torch.cat([fp, torch.zeros(padded - count, dtype=torch.int32)])
-    fq = torch.cat([fq, torch.full((padded - count,), -2, dtype=torch.int32)])
-    return fp.to(device), fq.to(device), count, padded
+
+    def factors(which: int) -> torch.Tensor:
+        pi, qi = torch.triu_indices(patch, patch)
+        first = torch.cat([torch.arange(patch), pi, torch.zeros(padded - count, dtype=torch.long)])
+        second = torch.cat([torch.full((patch,), -1), qi, torch.full((padded - count,), -2)])
+        return (first if which == 0 else second).to(torch.int32)
+
+    fp = device_constant(("cg2d_fp", patch), device, lambda: factors(0))
+    fq = device_constant(("cg2d_fq", patch), device, lambda: factors(1))
+    return fp, fq, count, padded
 
 
 @triton.jit

@@ -14,6 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._kernel_args import device_constant
+
 
 @triton.jit
 def _transpose_in(src, dst, b0, batch, features, TILE: tl.constexpr, BF: tl.constexpr):
@@ -81,7 +83,8 @@ def chain_forward(x: torch.Tensor, mats: list[torch.Tensor], steps: list[tuple[i
         offsets.append(total)
         total += a.numel()
     flat = torch.cat([a.reshape(-1) for a in mats]).contiguous()
-    table = torch.tensor([[*s, o] for s, o in zip(steps, offsets)], dtype=torch.int64, device=x.device)
+    rows = tuple((*s, o) for s, o in zip(steps, offsets))
+    table = device_constant(("mpo_steps", rows), x.device, lambda: torch.tensor(rows, dtype=torch.int64))
     sizes = [s[0] * s[2] * s[3] for s in steps] + [out_features]
     half = max(sizes) * tile
     n_tiles = triton.cdiv(batch, tile)

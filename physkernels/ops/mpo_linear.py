@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import torch
 
 from .. import _extensions
-from .._kernel_args import Out, launch
+from .._kernel_args import Out, device_constant, launch
 from ..backends import OpDispatcher
 from ..mpo import contract, planner
 from ._eager import differentiable_vjp, plain_eager_call, reference_path
@@ -324,7 +324,8 @@ def _cuda_chain_buffers(x, merged):
     for a in mats[:-1]:
         offsets.append(offsets[-1] + a.numel())
     flat = torch.cat([a.reshape(-1) for a in mats])
-    table = torch.tensor([[*st, off] for st, off in zip(steps, offsets)], dtype=torch.int64, device=x.device)
+    rows = tuple((*st, off) for st, off in zip(steps, offsets))
+    table = device_constant(("mpo_steps", rows), x.device, lambda: torch.tensor(rows, dtype=torch.int64))
     sizes = [c * k * r for c, _, k, r in steps] + [x.shape[1], steps[-1][0] * steps[-1][1] * steps[-1][3]]
     return mats, flat, table, steps, tile, max(sizes) * tile
 
