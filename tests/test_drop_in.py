@@ -1,11 +1,9 @@
 """What a user swapping nn.Linear / nn.Conv2d / tensorly-torch for our layers relies on: kernel arguments of any
-layout, IEEE special values, unaliased custom-op outputs, thread-local backend choice, deterministic fused kernels,
-second derivatives, torch.func, empty and unbatched inputs, feature-count constructors, pruning and torch.compile
+layout, IEEE special values, unaliased custom-op outputs, thread-local backend choice, second derivatives, torch.func, empty and unbatched inputs, feature-count constructors, pruning and torch.compile
 without warnings."""
 
 from __future__ import annotations
 
-import importlib
 import math
 import threading
 import warnings
@@ -156,31 +154,6 @@ def test_use_backend_is_local_to_a_thread():
         assert physkernels.get_backend() == "cpp"
     assert seen == {"inside": "reference", "after": "auto"}
     assert physkernels.get_backend() == "auto"
-
-
-# ----------------------------------------------------------------------------------------------- determinism
-def test_mpo_fused_kernel_is_independent_of_thread_count():
-    """The fused C++ chain (and the other fused C++ kernels, tested in their own modules) gives the same bits for
-    any thread count; plans that call torch's BLAS do not promise that (README)."""
-    module = importlib.import_module("physkernels.ops.mpo_linear")
-
-    torch.manual_seed(3)
-    shapes = [(1, 4, 4, 4), (4, 8, 8, 4), (4, 8, 8, 4), (4, 4, 4, 1)]
-    cores = [torch.randn(s) for s in shapes]
-    x, grad = torch.randn(300, 1024), torch.randn(300, 1024)
-    groups = tuple((k, k + 1) for k in range(4))
-    threads = torch.get_num_threads()
-    results = []
-    try:
-        for n in (1, 2, 3):
-            torch.set_num_threads(n)
-            y, _ = module._cpp_fused_forward(x, cores, groups)
-            dx, dcores = module._cpp_fused_backward(grad, x, cores, groups)
-            results.append([y, dx, *dcores])
-    finally:
-        torch.set_num_threads(threads)
-    for other in results[1:]:
-        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
 
 
 # ----------------------------------------------------------------------------------------------- second derivatives
