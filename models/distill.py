@@ -44,24 +44,28 @@ PRESETS = {
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m models.distill", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=sorted(PRESETS), default="digits")
+    p.add_argument("--dataset", choices=sorted(PRESETS), default="digits",
+                   help="digits: sklearn's bundled set (offline); mnist / cifar10 need --data-dir")
     p.add_argument("--data-dir", default=None, help="folder with the MNIST idx / CIFAR-10 python files")
     p.add_argument("--quick", action="store_true", help="tiny nets and 2 steps per level (smoke test)")
-    p.add_argument("--out", default="runs/distill")
+    p.add_argument("--out", default="runs/distill", help="output folder (JSON, PNG, checkpoints)")
     p.add_argument("--schedule", default=None, help="k-to-1 mappings, e.g. 10,6,5,5,4 (default: per dataset)")
     p.add_argument("--steps", default=None, help="Adam steps per level: one int or one per level (comma list)")
     p.add_argument("--width", type=int, default=None, help="embedding-net channels (paper: 128)")
     p.add_argument("--num-nets", type=int, default=None, help="random embedding nets per level")
-    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate of the distillation (default: per dataset)")
     p.add_argument("--lam", type=float, default=19.0, help="lambda of Eq. 5")
-    p.add_argument("--loss", choices=("eq5", "arcface"), default="eq5")
+    p.add_argument("--loss", choices=("eq5", "arcface"), default="eq5",
+                   help="eq5: the paper's Eq. 5; arcface: the additive-angular-margin variant")
     p.add_argument("--per-class", type=int, default=None, help="cap of training images per class (D0)")
     p.add_argument("--classifier-width", type=int, default=None, help="ResNet first-stage channels (orig.: 64)")
     p.add_argument("--epochs", type=int, default=None, help="classifier training epochs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default: cuda when available)")
     p.add_argument("--bench-dir", default=None, help="also write stamped distill_<dataset>.json|md here")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
 

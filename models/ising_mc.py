@@ -80,14 +80,17 @@ def plot(rows, out):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--L", type=int, nargs="+", default=[8, 32])
+    parser = argparse.ArgumentParser(prog="python -m models.ising_mc", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--L", type=int, nargs="+", default=[8, 32], help="lattice sides")
     parser.add_argument("--betas", type=float, nargs="+",
-                        default=[0.2, 0.3, 0.38, 0.42, 0.4352, ising.BETA_C, 0.46, 0.5, 0.6])
-    parser.add_argument("--samples", type=int, default=4096)
-    parser.add_argument("--algorithms", nargs="+", default=list(ising.ALGORITHMS), choices=ising.ALGORITHMS)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="runs/ising_mc")
+                        default=[0.2, 0.3, 0.38, 0.42, 0.4352, ising.BETA_C, 0.46, 0.5, 0.6],
+                        help="inverse temperatures")
+    parser.add_argument("--samples", type=int, default=4096, help="samples per (L, beta, algorithm)")
+    parser.add_argument("--algorithms", nargs="+", default=list(ising.ALGORITHMS), choices=ising.ALGORITHMS,
+                        help="Monte Carlo algorithms to compare with the exact solution")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--out", default="runs/ising_mc", help="output folder (results.json and plots)")
     parser.add_argument("--quick", action="store_true", help="L=8, 4 betas, 512 samples")
     args = parser.parse_args(argv)
     if args.quick:

@@ -79,18 +79,19 @@ def compare(rbm: BernoulliRBM, exact: dict, n_gibbs: int, seed: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m models.ising_rbm", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="runs/ising_rbm")
+    parser.add_argument("--out", default="runs/ising_rbm", help="output folder (rbm.json, kl.png)")
     parser.add_argument("--quick", action="store_true", help="2000 samples, 4 epochs, 8 hidden units (seconds)")
-    parser.add_argument("--beta", type=float, default=0.4352)
-    parser.add_argument("--source", choices=("exact", "mc"), default="exact")
-    parser.add_argument("--n-samples", type=int, default=None)
-    parser.add_argument("--n-hidden", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--beta", type=float, default=0.4352, help="inverse temperature of the L=4 Ising data")
+    parser.add_argument("--source", choices=("exact", "mc"), default="exact",
+                        help="training data drawn from the exact Boltzmann distribution or by Monte Carlo")
+    parser.add_argument("--n-samples", type=int, default=None, help="training samples (default 20000; quick 2000)")
+    parser.add_argument("--n-hidden", type=int, default=None, help="hidden units (default 16; quick 8)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 40; quick 4)")
     parser.add_argument("--cd-k", type=int, default=10, help="k of the CD-k run (CD-1 and PCD-1 always run)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=64, help="mini-batch size")
+    parser.add_argument("--lr", type=float, default=1e-2, help="learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (data, initialisation, Gibbs chains)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     n_samples = args.n_samples or (2000 if args.quick else 20000)
     n_hidden = args.n_hidden or (8 if args.quick else 16)
@@ -128,9 +129,12 @@ def main(argv: list[str] | None = None) -> dict:
     with open(path + ".tmp", "w") as f:
         json.dump(results, f, indent=1)
     os.replace(path + ".tmp", path)
-    print(json.dumps({name: {key: run[key] for key in ("kl_initial", "kl_exact_to_rbm", "energy_per_spin",
-                                                      "abs_magnetization")}
-                      for name, run in results["runs"].items()}, indent=1))
+    for name, run in results["runs"].items():
+        e, m = run["energy_per_spin"], run["abs_magnetization"]
+        print(f"{name}: KL(p_Ising || p_RBM) {run['kl_initial']:.4g} -> {run['kl_exact_to_rbm']:.4g} nats; "
+              f"energy per spin {e['rbm_exact']:.4f} (exact Ising {e['ising_exact']:.4f}), "
+              f"|m| {m['rbm_exact']:.4f} (exact {m['ising_exact']:.4f})")
+    print(f"wrote {path} and {os.path.join(args.out, 'kl.png')}")
     return results
 
 

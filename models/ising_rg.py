@@ -66,6 +66,18 @@ class Settings:
     seed: int = 0
 
 
+SETTING_HELP = {
+    "L": "lattice side of the data and the models", "n_critical": "lattices sampled at beta_c (Fig. 9-14)",
+    "n_wide": "lattices over the wide beta range (regressor and AE-WR training)",
+    "wide_betas": "inverse temperatures of the wide range", "grid_betas": "betas of the flow grid (Fig. 16)",
+    "grid_lattices": "lattices per flow-grid beta", "epochs": "autoencoder training epochs",
+    "regressor_epochs": "beta-regressor training epochs", "lr": "autoencoder learning rate",
+    "l1": "autoencoder L1 weight penalty", "regressor_lr": "beta-regressor initial learning rate",
+    "regressor_final_lr": "beta-regressor final learning rate (cosine decay)",
+    "regressor_l1": "beta-regressor L1 weight penalty", "regressor_batch": "beta-regressor batch size",
+    "regressor_seeds": "independently trained regressors (the crossing's spread)",
+    "bootstrap": "bootstrap resamples of the error bars", "seed": "random seed of sampling and training"}
+
 QUICK = Settings(L=8, n_critical=200, n_wide=400, wide_betas=20, grid_betas=5, grid_lattices=20, epochs=1,
                  regressor_epochs=15, regressor_seeds=2, bootstrap=50)
 
@@ -472,17 +484,25 @@ def calibrate(betas: np.ndarray, on_input: np.ndarray, readings: np.ndarray) -> 
     return np.interp(readings, on_input, betas)
 
 
+def _crossing(value: float, error: float) -> str:
+    """Legend text for a line's crossing with beta' = beta; a fit that never crosses (parallel line, too few
+    points) says so instead of printing nan."""
+    if not np.isfinite(value):
+        return "does not cross beta' = beta"
+    return f"crosses at {value:.4f} +- {error:.4f}" if np.isfinite(error) else f"crosses at {value:.4f}"
+
+
 def _plot_flow(r: dict, spread: np.ndarray, path: str) -> None:
     betas = np.array(r["beta"])
     fig, ax = plt.subplots(figsize=(8, 7))
     ax.errorbar(betas, r["beta_prime_ae"], yerr=spread, fmt="o", ms=4, capsize=2, color="tab:blue",
                 label="beta' of AE-WR outputs (regressor; bars: std over lattices)")
     ax.plot(betas, r["fit_slope"] * betas + r["fit_intercept"], "-", color="tab:blue", lw=1,
-            label=f"line fit: crosses at {r['ae_crossing']:.4f} +- {r['ae_crossing_error']:.4f} (paper 0.4527)")
+            label=f"line fit: {_crossing(r['ae_crossing'], r['ae_crossing_error'])} (paper 0.4527)")
     ax.plot(betas, r["beta_regressor_on_input"], "x", ms=4, color="tab:green", label="regressor on the inputs")
     ax.plot(betas, r["beta_prime_ae_calibrated"], "^", ms=4, mfc="none", color="tab:purple",
-            label=f"AE-WR outputs, calibrated by the inputs' readings (line crosses at "
-                  f"{r['ae_crossing_calibrated']:.4f} +- {r['ae_crossing_calibrated_seed_std']:.4f})")
+            label=f"AE-WR outputs, calibrated by the inputs' readings (line "
+                  f"{_crossing(r['ae_crossing_calibrated'], r['ae_crossing_calibrated_seed_std'])})")
     ax.plot(betas, r["beta_prime_decimated"], "s", ms=4, mfc="none", color="tab:red",
             label="beta' of lattices decimated twice (L/2 regressor)")
     fine = np.linspace(0, max(0.6, r["decimation_fixed_point"] + 0.05), 200)
@@ -576,14 +596,15 @@ def write_bench_results(out: str, results_dir: str, stem: str, timing: dict) -> 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m models.ising_rg", description=__doc__.split("\n\n")[0])
-    parser.add_argument("stage", nargs="?", default="all", choices=["all", *STAGES, "rbm"])
-    parser.add_argument("--out", default="runs/ising_rg")
+    parser.add_argument("stage", nargs="?", default="all", choices=["all", *STAGES, "rbm"],
+                        help="pipeline stage to run (earlier stages it needs run first); all: every stage")
+    parser.add_argument("--out", default="runs/ising_rg", help="output folder (data, checkpoints, JSON, PNG)")
     parser.add_argument("--quick", action="store_true", help="8x8 lattices, tiny data, 1 epoch (< 1 minute)")
     for field in dataclasses.fields(Settings):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type={"int": int, "float": float}[str(field.type)],
-                            default=None, help=f"default {getattr(Settings(), field.name)} (quick: "
-                                               f"{getattr(QUICK, field.name)})")
-    parser.add_argument("--no-progress", action="store_true")
+                            default=None, help=f"{SETTING_HELP[field.name]} (default "
+                                               f"{getattr(Settings(), field.name)}; quick {getattr(QUICK, field.name)})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--results-dir", default=None,
                         help="also write stamped regressor/flow tables <stem>.json|md here (e.g. bench/results)")
     parser.add_argument("--stem", default="ising_rg", help="file stem for --results-dir")

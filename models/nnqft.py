@@ -128,21 +128,21 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="figure", required=True)
     for name, widths, sigma_b, n_bags, max_n in (("fig1", FIG1_WIDTHS, 1.0, 20, 4), ("fig2", FIG2_WIDTHS, 0.0, 30, 6)):
         p = sub.add_parser(name, help=f"reproduce Fig. {name[-1]}")
-        p.add_argument("--widths", type=int, nargs="+", default=widths)
-        p.add_argument("--n-bags", type=int, default=n_bags)
-        p.add_argument("--n-nets", type=int, default=30000)
-        p.add_argument("--sigma-b", type=float, default=sigma_b)
-        p.add_argument("--points", type=float, nargs="+", default=FIG1_POINTS)
+        p.add_argument("--widths", type=int, nargs="+", default=widths, help="hidden widths N")
+        p.add_argument("--n-bags", type=int, default=n_bags, help="independent bags (ensembles) per width")
+        p.add_argument("--n-nets", type=int, default=30000, help="networks per bag")
+        p.add_argument("--sigma-b", type=float, default=sigma_b, help="bias standard deviation sigma_b")
+        p.add_argument("--points", type=float, nargs="+", default=FIG1_POINTS, help="input points x of G(x1..xn)")
         p.add_argument("--max-n", type=int, default=max_n, help="highest Green-function order")
-        p.add_argument("--seed", type=int, default=2022)
+        p.add_argument("--seed", type=int, default=2022, help="seed of the counter-based weight stream")
         p.add_argument("--backend", default=None, help="physkernels backend (default: fastest available)")
         p.add_argument("--quick", action="store_true", help="tiny configuration (seconds)")
-        p.add_argument("--out", default=f"runs/nnqft_{name}")
+        p.add_argument("--out", default=f"runs/nnqft_{name}", help="output folder (results.json and PNGs)")
         if name == "fig1":
-            p.add_argument("--sigma-w", type=float, default=1.0)
+            p.add_argument("--sigma-w", type=float, default=1.0, help="weight standard deviation sigma_W")
         else:
-            p.add_argument("--sigmas", type=float, nargs="+", default=FIG2_SIGMAS)
-            p.add_argument("--d-in", type=int, nargs="+", default=[1, 2, 3])
+            p.add_argument("--sigmas", type=float, nargs="+", default=FIG2_SIGMAS, help="sigma_W values of the flow")
+            p.add_argument("--d-in", type=int, nargs="+", default=[1, 2, 3], help="input dimensions (all run)")
     return parser
 
 
@@ -151,7 +151,16 @@ def _apply_quick(args: argparse.Namespace) -> None:
     if args.figure == "fig1":
         args.widths = [2, 10, 100]
     else:
-        args.widths, args.sigmas, args.d_in = [2, 100], [1.0, 2.0, 4.0], args.d_in[:2]
+        args.widths, args.sigmas = [2, 100], [1.0, 2.0, 4.0]  # every requested d_in is kept
+
+
+def _describe(args: argparse.Namespace) -> str:
+    """One line saying what this run computes (quick or full, and its sizes)."""
+    kind = "QUICK (tiny ensembles, not the paper's configuration)" if args.quick else "full"
+    sizes = f"widths {args.widths}, {args.n_bags} bags x {args.n_nets} networks, n <= {args.max_n}"
+    if args.figure == "fig2":
+        sizes += f", sigma_W {args.sigmas}, d_in {args.d_in}"
+    return f"{args.figure}, {kind} run: {sizes}"
 
 
 def replot(out_dir: str) -> list[str]:
@@ -173,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.quick:
         _apply_quick(args)
+    print(_describe(args), flush=True)
     os.makedirs(args.out, exist_ok=True)
     result = run_fig1(args) if args.figure == "fig1" else run_fig2(args)
+    result["quick"] = bool(args.quick)
     result["threads"] = torch.get_num_threads()
     result["cpu_seconds"] = resource.getrusage(resource.RUSAGE_SELF).ru_utime  # compute used, whatever the load
     result["load_average"] = os.getloadavg()

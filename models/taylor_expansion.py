@@ -201,20 +201,22 @@ def _write_json(payload: dict, path: str) -> None:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--dataset", choices=("digits", "mnist"), default="digits")
+    p = argparse.ArgumentParser(prog="python -m models.taylor_expansion", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--dataset", choices=("digits", "mnist"), default="digits",
+                   help="digits: sklearn's bundled set (offline); mnist needs --data-dir")
     p.add_argument("--data-dir", help="folder with the MNIST idx(.gz) files (for --dataset mnist)")
     p.add_argument("--size", type=int, choices=(7, 8), default=7, help="image side after resizing (MNIST: 7)")
-    p.add_argument("--orders", type=int, nargs="+", default=[1, 2, 3, 4])
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--orders", type=int, nargs="+", default=[1, 2, 3, 4], help="Taylor orders to train (Fig. 2)")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs per order")
+    p.add_argument("--batch-size", type=int, default=64, help="mini-batch size")
+    p.add_argument("--lr", type=float, default=0.01, help="learning rate")
     p.add_argument("--prune-fractions", type=float, nargs="*", default=[0.5, 0.3, 0.1],
                    help="shares of coefficients kept (largest |W|)")
-    p.add_argument("--finetune-epochs", type=int, default=5)
+    p.add_argument("--finetune-epochs", type=int, default=5, help="epochs of retraining after each pruning")
     p.add_argument("--backend", default="auto", help="physkernels backend (auto, cpp, reference, ...)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=os.path.join("runs", "taylor_expansion"))
+    p.add_argument("--seed", type=int, default=0, help="random seed (data split, initialisation, batches)")
+    p.add_argument("--out", default=os.path.join("runs", "taylor_expansion"), help="output folder (JSON + PNG)")
     p.add_argument("--quick", action="store_true", help="orders 1-2, 2 epochs, 400 training images: seconds")
     args = p.parse_args(argv)
     if args.dataset == "mnist":

@@ -28,7 +28,7 @@ from physkernels.data import DATASETS, load
 from .presets import PRESETS
 from .registry import MODELS, spec
 from .stats import mean_sigma
-from .trainer import RunConfig, train_run
+from .trainer import CheckpointMismatchError, RunConfig, train_run
 
 STOPPED_EXIT_CODE = 3
 
@@ -39,14 +39,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", nargs="+", required=True, metavar="NAME", help=f"one or more of: {', '.join(MODELS)}")
     p.add_argument("--bond-dim", nargs="+", type=int, default=None, metavar="D",
                    help="bond dimension(s) D of the -mpo models (default: the paper's); dense models ignore it")
-    p.add_argument("--dataset", default="digits", choices=DATASETS)
+    p.add_argument("--dataset", default="digits", choices=DATASETS,
+                   help="digits: sklearn's bundled set (offline); mnist / cifar10 need --data-dir")
     p.add_argument("--data-dir", default=None, help="folder with the MNIST idx / CIFAR-10 python files")
     p.add_argument("--runs", type=int, default=1, help="independent runs m per model (seeds seed..seed+m-1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the first run (run i uses seed + i)")
     p.add_argument("--epochs", type=int, default=None, help="default: the preset's for this data set")
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--momentum", type=float, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="SGD learning rate (default: preset's)")
+    p.add_argument("--momentum", type=float, default=None, help="SGD momentum (default: preset's)")
+    p.add_argument("--batch-size", type=int, default=None, help="global batch size (default: preset's)")
     p.add_argument("--l2", type=float, default=None, help="alpha of Eq. 7")
     p.add_argument("--clip-grad-norm", type=float, default=None, help="clip the gradient norm (default: preset's)")
     p.add_argument("--schedule", default=None, choices=("exp", "step", "cosine"),
@@ -64,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="smoke test: <= 256 train / 128 test images, 1 epoch unless --epochs")
     p.add_argument("--stop-after-steps", type=int, default=0, metavar="N",
                    help="stop each run after N steps as if killed (checkpoint kept; rerun to resume)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     for name in args.model:
         if name not in MODELS:
@@ -152,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = RunConfig(model=name, preset=preset, epochs=epochs, seed=args.seed + i, bond_dim=bond_dim,
                                 device=device, checkpoint_path=ckpt, checkpoint_every=args.checkpoint_every,
                                 stop_after_steps=args.stop_after_steps, progress=not args.no_progress)
-                record = train_run(cfg, train, test)
+                try:
+                    record = train_run(cfg, train, test)
+                except CheckpointMismatchError as error:  # the message says what to do; no traceback
+                    print(f"error: {error}", file=sys.stderr)
+                    return 2
                 if record is None:
                     stopped = True
                     continue
@@ -173,9 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         from .plots import accuracy_vs_bond_dim, accuracy_vs_depth
 
         title = f"{args.dataset}, {args.runs} run(s) each"
-        plots = [accuracy_vs_bond_dim(summaries, os.path.join(out, "accuracy_vs_bond_dim.png"), title)
+        suffix = ""
+        if args.quick:  # a quick run's plots say so, in the title and the file name
+            title = f"QUICK RUN (subset of the data, few epochs: not the paper's setting)\n{title}"
+            suffix = "_quick"
+        plots = [accuracy_vs_bond_dim(summaries, os.path.join(out, f"accuracy_vs_bond_dim{suffix}.png"), title)
                  if len({s["bond_dim"] for s in summaries if s["mpo"]}) > 1 else None,
-                 accuracy_vs_depth(summaries, os.path.join(out, "accuracy_vs_depth.png"), title)]
+                 accuracy_vs_depth(summaries, os.path.join(out, f"accuracy_vs_depth{suffix}.png"), title)]
         _write_json({"machine": machine_info(), "args": vars(args), "device": device,
                      "world_size": dist.get_world_size() if dist.is_initialized() else 1,
                      "summaries": summaries, "runs": runs, "plots": [p for p in plots if p]},

@@ -78,6 +78,10 @@ def _gather_rng() -> list:
     return states
 
 
+class CheckpointMismatchError(ValueError):
+    """An existing checkpoint belongs to another run or other settings: resuming it would mix two experiments."""
+
+
 def train_run(cfg: RunConfig, train: tuple[torch.Tensor, torch.Tensor],
               test: tuple[torch.Tensor, torch.Tensor]) -> dict | None:
     """Train ``cfg.model`` once; returns the run's record, or None if stopped by ``stop_after_steps``.
@@ -100,10 +104,10 @@ def train_run(cfg: RunConfig, train: tuple[torch.Tensor, torch.Tensor],
     saved = checkpoint.load(cfg.checkpoint_path) if cfg.checkpoint_path else None
     if saved is not None:
         if saved["model_name"] != cfg.model or saved["seed"] != cfg.seed or saved["bond_dim"] != cfg.bond_dim:
-            raise ValueError(f"checkpoint {cfg.checkpoint_path} belongs to another run "
+            raise CheckpointMismatchError(f"checkpoint {cfg.checkpoint_path} belongs to another run "
                              f"({saved['model_name']}, seed {saved['seed']}, D={saved['bond_dim']})")
         if saved.get("preset") != asdict(cfg.preset) or saved.get("epochs") != cfg.epochs:
-            raise ValueError(f"checkpoint {cfg.checkpoint_path} was trained with other settings "
+            raise CheckpointMismatchError(f"checkpoint {cfg.checkpoint_path} was trained with other settings "
                              f"({saved.get('preset')}, {saved.get('epochs')} epochs); use another --out or --fresh")
         if saved.get("result") is not None:
             return saved["result"]

@@ -23,6 +23,7 @@ def _default_out_dir() -> str:
 
 def _bench(args: argparse.Namespace) -> int:
     from . import benchmarks
+    from .benchmarks import verdict
     from .benchmarks.harness import write_results
 
     names = args.suite or list(benchmarks.SUITES)
@@ -36,13 +37,20 @@ def _bench(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         print(f"== {name} ({'quick' if args.quick else 'full'}, {device})", flush=True)
         suite_tables = benchmarks.load_suite(name).run(quick=args.quick, device=device)
-        for t in suite_tables:
-            print(t.markdown() + "\n", flush=True)
-        print(f"   {name} took {time.perf_counter() - start:.1f} s", flush=True)
+        if args.tables:
+            for t in suite_tables:
+                print("\n" + t.markdown() + "\n", flush=True)
+        print(f"   {name}: {len(suite_tables)} table(s) in {time.perf_counter() - start:.1f} s", flush=True)
         tables += suite_tables
+    if not args.no_verdict:
+        print("== verdict (interleaved headline comparisons)", flush=True)
+        summary = verdict.table(verdict.headlines(names, device), device=device)
+        tables.append(summary)
     stem = args.stem or ("quick" if args.quick else "full") + f"_{device}"
     json_path, md_path = write_results(tables, args.out or _default_out_dir(), stem)
-    print(f"wrote {json_path} and {md_path}")
+    print(f"full tables: {md_path} (and {os.path.basename(json_path)})\n")
+    if not args.no_verdict:
+        print(summary.markdown(), flush=True)
     return 0
 
 
@@ -57,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--out", help="results folder (default: $PHYSKERNELS_BENCH_OUT or ~/.cache/physkernels/bench; "
                                      "the repository's committed tables live in bench/results)")
     bench.add_argument("--stem", help="results file name without extension")
+    bench.add_argument("--tables", action="store_true", help="also print every suite's full tables")
+    bench.add_argument("--no-verdict", action="store_true",
+                       help="skip the closing verdict table (one interleaved headline comparison per suite)")
     args = parser.parse_args(argv)
     if args.command == "info":
         from . import info

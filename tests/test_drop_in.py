@@ -1,6 +1,6 @@
 """What a user swapping nn.Linear / nn.Conv2d / tensorly-torch for our layers relies on: kernel arguments of any
-layout, IEEE special values, unaliased custom-op outputs, thread-local backend choice, second derivatives, torch.func, empty and unbatched inputs, feature-count constructors, pruning and torch.compile
-without warnings."""
+layout, IEEE special values, unaliased custom-op outputs, thread-local backend choice, second derivatives,
+torch.func, empty and unbatched inputs, feature-count constructors, pruning and torch.compile without warnings."""
 
 from __future__ import annotations
 

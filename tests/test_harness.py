@@ -59,3 +59,24 @@ def test_quick_suite_runs_and_its_tables_are_well_formed(suite, tmp_path):
                     assert value is None or isinstance(value, str) or (math.isfinite(value) and value > 0), \
                         (table["name"], column, value)
     assert (tmp_path / "smoke.md").read_text().count("|") > 0
+
+
+def test_verdict_table_structure():
+    from physkernels.benchmarks import verdict
+
+    assert verdict.verdict(1.1, 1.3) == "faster" and verdict.verdict(0.7, 0.9) == "slower"
+    assert verdict.verdict(0.9, 1.2) == "no clear difference"
+    small, large = torch.randn(64), torch.randn(1 << 20)
+    rows = [verdict.Headline("demo", "small sum", "large sum", lambda: small.sum(), lambda: large.sum()),
+            verdict.Headline("demo", "peer", "missing peer", None, None, "peer is not installed: pip install x")]
+    result = verdict.table(rows, rounds=3, min_run_time=0.01)
+    assert result.columns == verdict.COLUMNS and len(result.rows) == 2
+    measured, missing = result.rows
+    q1, q3 = (float(v) for v in measured["IQR"].split("-"))
+    assert q1 <= measured["speed-up (median)"] <= q3 and measured["verdict"].split(" (")[0] in (
+        "faster", "slower", "no clear difference")
+    assert missing["speed-up (median)"] is None and missing["verdict"] == "peer is not installed: pip install x"
+    # one headline (or more) for every suite, each with both callables or a reason
+    made = verdict.headlines(list(SUITES), "cpu")
+    assert {h.suite for h in made} == set(SUITES)
+    assert all((h.run_ours is not None and h.run_baseline is not None) or h.note for h in made)

@@ -216,7 +216,7 @@ def test_driver_quick_smoke(tmp_path):
             with torch.no_grad():
                 correct = (model.eval()(test_x).argmax(1) == test_y).sum().item()
             assert reported == pytest.approx(100.0 * correct / len(test_y)), (tag, seed)
-    assert os.path.getsize(os.path.join(out, "accuracy_vs_bond_dim.png")) > 0
+    assert os.path.getsize(os.path.join(out, "accuracy_vs_bond_dim_quick.png")) > 0  # labelled as quick
     assert results["machine"]["commit"] is not None or results["machine"]["cpu"]
     # Rerunning finds every run finished and reuses the results.
     assert main(["--model", "fc2", "--quick", "--runs", "2", "--out", out, "--no-progress"]) == 0
@@ -372,3 +372,12 @@ def test_driver_reads_mnist_and_cifar10_files(tmp_path):
         # scored on the files' n_test images (not the digits fallback): a whole number of correct answers
         correct = summary["mean"] * n_test / 100
         assert summary["model"] == model and correct == pytest.approx(round(correct)) and 0 <= correct <= n_test
+
+
+def test_resume_with_changed_settings_is_a_clear_message(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["--model", "fc2", "--quick", "--out", out, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["--model", "fc2", "--quick", "--out", out, "--no-progress", "--lr", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and "--fresh" in err and "Traceback" not in err

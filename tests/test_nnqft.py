@@ -333,9 +333,10 @@ def test_driver_quick_run_writes_json_and_plots(figure, tmp_path, monkeypatch):
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["figure"] == int(figure[-1])
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert len(pngs) >= 2, pngs
+    assert len(pngs) >= 2 and all(name.endswith("_quick.png") for name in pngs), pngs  # labelled as quick
+    assert result["quick"] is True
     if figure == "fig2":
         fits = result["series"]
-        assert {s["d_in"] for s in fits} == {1, 2} and all("fit_u4" in s for s in fits)
+        assert {s["d_in"] for s in fits} == {1, 2, 3} and all("fit_u4" in s for s in fits)  # none dropped
     else:
         assert all(abs(r["m_2_stats"]["mean"]) < 0.2 for r in result["widths"])
