@@ -119,7 +119,8 @@ def plot_fig2(result: dict, out_dir: str) -> list[str]:
             ax.plot(sig, anchor * (sig / sig[0]) ** pred, ":", color="k", label=f"Eq. 4.6: slope {pred:g}")
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.set_xticks([t for t in (1, 2, 5, 10, 20) if sig.min() <= t <= sig.max()])
+            ends = {float(sig.min()), float(sig.max())}  # the measured range's ends are always labelled
+            ax.set_xticks(sorted(ends | {t for t in (1, 2, 5, 10, 20) if sig.min() <= t <= sig.max()}))
             ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel("$\\sigma_W$")
