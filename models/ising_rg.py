@@ -599,7 +599,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("stage", nargs="?", default="all", choices=["all", *STAGES, "rbm"],
                         help="pipeline stage to run (earlier stages it needs run first); all: every stage")
     parser.add_argument("--out", default="runs/ising_rg", help="output folder (data, checkpoints, JSON, PNG)")
-    parser.add_argument("--quick", action="store_true", help="8x8 lattices, tiny data, 1 epoch (< 1 minute)")
+    parser.add_argument("--quick", action="store_true",
+                        help="8x8 lattices, tiny data, 1 epoch (about 10 s on a 2-core CPU)")
     for field in dataclasses.fields(Settings):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type={"int": int, "float": float}[str(field.type)],
                             default=None, help=f"{SETTING_HELP[field.name]} (default "
