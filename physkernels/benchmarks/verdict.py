@@ -82,7 +82,8 @@ def table(headlines: list[Headline], *, rounds: int = 7, min_run_time: float = 0
             continue
         q1, median, q3 = compare(h.run_ours, h.run_baseline, rounds=rounds, min_run_time=min_run_time,
                                  device=device)
-        row.update({"speed-up (median)": round(median, 3), "IQR": f"{q1:.3g}-{q3:.3g}", "verdict": verdict(q1, q3)})
+        row.update({"speed-up (median)": float(f"{median:.3g}"), "IQR": f"{q1:.3g}-{q3:.3g}",
+                    "verdict": verdict(q1, q3)})
         if median > 0 and (q3 - q1) / median > NOISY:
             row["verdict"] += " (noisy)"
             noisy.append(f"{h.suite} vs {h.baseline}")
