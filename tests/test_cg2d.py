@@ -21,7 +21,7 @@ NAMES_3 = ["x", "weight", "weight2", "bias", "weight3"]
 
 
 def random_config(seed: int) -> dict:
-    """A tiny random layer + input over the issue's ranges; every 7th has output size 1, every 4th is order 3."""
+    """A tiny random layer + input over the specified ranges; every 7th has output size 1, every 4th is order 3."""
     rng = random.Random(seed)
     kh, kw = rng.randint(1, 3), rng.randint(1, 3)
     sh, sw = rng.randint(1, 3), rng.randint(1, 3)

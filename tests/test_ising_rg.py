@@ -363,7 +363,7 @@ def small_wide_range_set():
 def test_regressor_learns_beta(small_wide_range_set):
     """The paper's recipe (Adam, batch 10, MSE, L1 1e-5) with the output layer started at the mean beta learns
     beta: validation MSE far below the variance of beta, predictions rising with beta, no dead ReLU. With Keras'
-    default output initialisation the same run stalls above the variance (dead ReLU, the bug of issue 6)."""
+    default output initialisation the same run stalls above the variance (dead ReLU)."""
     x, beta = small_wide_range_set
     torch.manual_seed(0)
     regressor = rg.BetaRegressor(8, initial_beta=float(beta.mean()))

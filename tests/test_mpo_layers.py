@@ -1,4 +1,4 @@
-"""MPO utilities and layers (issue 2, section 3): factorisation, TT-SVD, canonical forms, bond spectra and
+"""MPO utilities and layers: factorisation, TT-SVD, canonical forms, bond spectra and
 entanglement entropy, parameter counts (Eq. 6, 9), MPOLinear, MPOConv2d, compress, bad input.
 
 The references are independent of the code under test: Eq. 5 evaluated entry by entry, SVDs of the dense weight's

@@ -273,7 +273,7 @@ def test_plan_costs_and_cache():
 
 
 def test_chain_mac_count_matches_issue():
-    """The plain ltr chain of (4,4,8,8,4)->(4,4,8,8,4), D=4 has 11.6x fewer MACs than the dense GEMM (issue 2)."""
+    """The plain ltr chain of (4,4,8,8,4)->(4,4,8,8,4), D=4 has 11.6x fewer MACs than the dense GEMM."""
     shape = (4, 4, 8, 8, 4)
     groups = tuple((k, k + 1) for k in range(5))
     steps = planner.chain_steps(planner.merged_shapes(shape, shape, (4,) * 4, groups), "ltr", 1)

@@ -8,8 +8,8 @@ For each shape the same process times forward, backward (all gradients, from a r
 and measures the peak memory of forward+backward, for: ``cg2d`` (the auto backend: C++ on CPU, CUDA/Triton on a GPU),
 ``unfold`` (unfold -> pairwise products -> matmul, autograd) and ``conv`` (nn.functional.conv2d of the same
 shape, the yardstick). A 2x2 second-order layer does F/P = 14/4 = 3.5x a convolution's multiply-adds, so the
-FLOP-proportional time is 3.5x conv's; the issue's targets are fwd+bwd >= 3x faster than unfold, time <= 1.3 x 3.5 x
-conv's and peak memory <= 1.5x conv's. Ratios come from one run, the implementations timed in interleaved rounds.
+FLOP-proportional time is 3.5x conv's; the targets are fwd+bwd >= 3x faster than unfold, time <= 1.3 x 3.5 x conv's
+and peak memory <= 1.5x conv's. Ratios come from one run, the implementations timed in interleaved rounds.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark suite ``mpo``: ``mpo_linear`` (planned) vs dense nn.Linear, tensorly-torch blocktt and an einsum chain.
 
-For every (in_shape, out_shape, D, batch) of issue 2 (the MPO-Net paper's layer shapes) it times, in one process,
+For every (in_shape, out_shape, D, batch) of the MPO-Net paper's layer shapes it times, in one process,
 forward, forward+backward (backward = their difference) and the peak memory of forward+backward for:
 
 * ``mpo``: ``physkernels.ops.mpo_linear`` with the active backend (default ``auto``: the planner's choice);
@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .harness import ResultTable, median_time, peak_memory_bytes
 
-# (in_shape, out_shape, bond dims) from issue 2 / MPO-Net Sec. IV
+# (in_shape, out_shape, bond dims) of MPO-Net Sec. IV
 SHAPES = [((4, 7, 7, 4), (4, 4, 4, 4), d) for d in (2, 4, 8, 16)] + [
     ((4, 4, 4, 4), (1, 1, 10, 1), 4),
     ((2, 10, 10, 2), (2, 5, 6, 2), 4),

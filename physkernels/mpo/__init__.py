@@ -1,4 +1,4 @@
-"""Matrix product operators (MPO-Net, paper 003): factorisations, TT-SVD, canonical forms, entropies, compression.
+"""Matrix product operators (MPO-Net, Gao et al.): factorisations, TT-SVD, canonical forms, entropies, compression.
 
 Core layout: ``cores[k]`` has shape ``(D_{k-1}, I_k, J_k, D_k)``, ``D_0 = D_n = 1``; the represented weight has
 ``nn.Linear.weight``'s shape ``(prod J, prod I)`` (Eq. 5, row-major multi-indices). The layers live in

@@ -65,9 +65,9 @@ _MODELS = {
     # (bench/mpo_plans.py, docs/mpo-kernels.md). Rates scale with the thread count as threads**0.85 (cost_model).
     # The fused constants: one thread, the AVX-512 micro-kernels of csrc/mpo_gemm_kernel.inl on the same machine
     # (42 GFLOP/s over the (4,4,8,8,4)^2 D=4 chain at batch tile 16; 75-95 GFLOP/s on long in-cache steps).
-    # Refitted (session 4) after the C++ kernel took over the merges, on single-thread CPU times of the top-14
-    # candidates of every case: fused_half and fused_merge_overhead (3 us per merged pair and pass, as measured
-    # for the 256->10 layer's merges) give a geo-mean pick/fastest of 1.046 (1.074 with the old constants).
+    # fused_half and fused_merge_overhead (3 us per merged pair and pass, as measured for the 256->10 layer's
+    # merges) are fitted on single-thread CPU times of the top-14 candidates of every case, with the C++ kernel
+    # doing the merges (the fit's quality: bench/results/mpo_plans.md).
     "cpu": CostModel(gemm_peak=5e10, gemm_half=(6.0, 6.0, 24.0), bandwidth=8e9, call_overhead=6e-6,
                      op_overhead=2e-5, fused_peak=9e10, fused_half=(8.0, 4.0, 16.0), fused_overhead=2e-5,
                      fused_merge_overhead=3e-6),

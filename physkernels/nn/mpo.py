@@ -1,4 +1,4 @@
-"""MPO layers (MPO-Net, paper 003): ``MPOLinear`` and ``MPOConv2d``, whose weight matrix is a matrix product operator.
+"""MPO layers (MPO-Net, Gao et al.): ``MPOLinear`` and ``MPOConv2d``, whose weight matrix is a matrix product operator.
 
 The weight ``W (prod J, prod I)`` is stored as cores ``cores[k]`` of shape ``(D_{k-1}, I_k, J_k, D_k)``,
 ``D_0 = D_n = 1``, with ``W[j_1..j_n, i_1..i_n] = cores[0][:, i_1, j_1, :] @ ... @ cores[n-1][:, i_n, j_n, :]``
