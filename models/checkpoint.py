@@ -1,4 +1,5 @@
-"""Atomic checkpoints and the random-number state needed for an exact resume."""
+"""Checkpoints (written with :func:`physkernels.atomic.save_atomic`) and the random-number state needed for an exact
+resume."""
 
 from __future__ import annotations
 
@@ -30,17 +31,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def save_atomic(obj: Any, path: str) -> None:
-    """torch.save to ``path + '.tmp'``, fsync, then os.replace: a reader never sees a half-written file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load(path: str) -> dict[str, Any] | None:

@@ -12,12 +12,12 @@ stamped tables ``distill_<dataset>.json|md`` there.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 import torch
 
+from physkernels.atomic import write_json, write_text
 from physkernels.benchmarks.harness import ResultTable, write_results
 from physkernels.data import load
 from physkernels.distill import (SCHEDULES, DistillConfig, check_class_sizes, check_mappings, classify_by_references,
@@ -115,12 +115,6 @@ def save_grid(path: str, rows: list[tuple[str, torch.Tensor]], classes) -> None:
     os.replace(tmp, path)
 
 
-def _write_atomic(path: str, text: str) -> None:
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     preset = PRESETS[args.dataset]
@@ -204,8 +198,8 @@ def main(argv=None) -> dict:
                                f"1-min load average before/after: {load_before[0]:.1f}/{load_after[0]:.1f} "
                                f"on {os.cpu_count()} cores (CPU seconds sum all threads; other jobs inflate wall time)",
                                f"total wall {clf_seconds + distill_seconds:.0f} s"])
-    _write_atomic(os.path.join(args.out, "results.json"), json.dumps(results, indent=2, default=str))
-    _write_atomic(os.path.join(args.out, "accuracy.md"), table.markdown() + "\n")
+    write_json(os.path.join(args.out, "results.json"), results, indent=2)
+    write_text(os.path.join(args.out, "accuracy.md"), table.markdown() + "\n")
     if args.bench_dir:
         write_results([table], args.bench_dir, f"distill_{args.dataset}")
     print(table.markdown())

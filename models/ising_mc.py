@@ -13,11 +13,11 @@ Writes ``results.json``, ``energy.png`` (residuals in sigma), ``specific_heat.pn
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import numpy as np
 
+from physkernels.atomic import write_json
 from physkernels.physics import ising
 
 
@@ -98,9 +98,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     rows = run(args.L, args.betas, args.samples, args.algorithms, args.seed)
     path = os.path.join(args.out, "results.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump({"config": vars(args), "rows": rows}, f, indent=2)
-    os.replace(path + ".tmp", path)
+    write_json(path, {"config": vars(args), "rows": rows}, indent=2)
     plot(rows, args.out)
     worst = max(abs(r["pull"]) for r in rows)
     print(f"wrote {args.out}: {len(rows)} runs, largest |E_MC - E_exact| / sigma = {worst:.2f}")

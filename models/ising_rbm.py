@@ -14,7 +14,6 @@ and from block-Gibbs samples drawn with the fused kernel) next to the exact Isin
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -24,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from physkernels.atomic import write_json  # noqa: E402
 from physkernels.physics.rbm import BernoulliRBM, all_binary_states, spins_to_visible, train_rbm  # noqa: E402
 
 L = 4
@@ -126,9 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     plt.close(fig)
     os.replace(tmp, os.path.join(args.out, "kl.png"))
     path = os.path.join(args.out, "rbm.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(path + ".tmp", path)
+    write_json(path, results)
     for name, run in results["runs"].items():
         e, m = run["energy_per_spin"], run["abs_magnetization"]
         print(f"{name}: KL(p_Ising || p_RBM) {run['kl_initial']:.4g} -> {run['kl_exact_to_rbm']:.4g} nats; "

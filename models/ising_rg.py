@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from physkernels.atomic import write_json  # noqa: E402
 from physkernels.benchmarks.harness import ResultTable, write_results  # noqa: E402
 from physkernels.physics import rg  # noqa: E402
 from physkernels.physics.ising import sample  # noqa: E402
@@ -87,13 +88,6 @@ def _path(out: str, *parts: str) -> str:
     path = os.path.join(out, *parts)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     return path
-
-
-def _write_json(path: str, obj) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 def _save_figure(fig, path: str) -> None:
@@ -196,7 +190,7 @@ def stage_shallow(s: Settings, out: str, progress: bool) -> dict:
         with torch.no_grad():
             results[rg.shallow_name(role, s.L)] = {"loss": float(rg.hinge_loss(rg.shallow_net(role, s.L)(inputs),
                                                                                targets))}
-    _write_json(_path(out, "shallow.json"), results)
+    write_json(_path(out, "shallow.json"), results)
     return nets
 
 
@@ -218,7 +212,7 @@ def stage_models(s: Settings, out: str, progress: bool) -> dict:
     summary["weights"] = _weight_analysis(models["model1"], shallow, s.L, out)
     _plot_losses(histories, _path(out, "fig09_losses.png"))
     _plot_reconstructions(models, critical["x"][: 3], s.L, _path(out, "fig10_reconstructions.png"))
-    _write_json(_path(out, "models.json"), {"settings": dataclasses.asdict(s), "paper": PAPER, "models": summary,
+    write_json(_path(out, "models.json"), {"settings": dataclasses.asdict(s), "paper": PAPER, "models": summary,
                                             "histories": histories})
     return models
 
@@ -359,7 +353,7 @@ def stage_widerange(s: Settings, out: str, progress: bool) -> tuple[torch.nn.Mod
                 "dead_relu_fraction": [h["dead_relu_fraction"] for h in hs], "epochs": hs[0]["epochs_trained"],
                 "histories": hs}
 
-    _write_json(_path(out, "widerange.json"), {
+    write_json(_path(out, "widerange.json"), {
         "settings": dataclasses.asdict(s),
         "ae_wr": {"train_loss": ae_history["train_loss"][-1], "val_loss": ae_history["val_loss"][-1],
                   "paper": {"train_loss": 0.347, "val_loss": 0.357}, "history": ae_history},
@@ -422,7 +416,7 @@ def stage_entropy(s: Settings, out: str, progress: bool) -> dict:
         axes[r, 0].set_ylabel(name)
     _save_figure(fig, _path(out, "fig14_lattices.png"))
     result = {"beta": betas, **curves}
-    _write_json(_path(out, "entropy.json"), result)
+    write_json(_path(out, "entropy.json"), result)
     return result
 
 
@@ -471,7 +465,7 @@ def stage_flow(s: Settings, out: str, progress: bool) -> dict:
               "decimation_fixed_point": fixed_point, "paper_decimation_fixed_point": PAPER["decimation_fixed_point"],
               "beta_c": rg.BETA_C}
     _plot_flow(result, on_ae.mean(0).std(1), _path(out, "fig16_flow.png"))
-    _write_json(_path(out, "flow.json"), result)
+    write_json(_path(out, "flow.json"), result)
     return result
 
 
@@ -536,7 +530,7 @@ def run_all(s: Settings, out: str, progress: bool) -> dict:
     summary["widerange"]["ae_wr"].pop("history", None)
     for key in ("regressor", "regressor_half"):
         summary["widerange"][key].pop("histories", None)
-    _write_json(_path(out, "summary.json"), summary)
+    write_json(_path(out, "summary.json"), summary)
     return summary
 
 
@@ -631,7 +625,7 @@ def main(argv: list[str] | None = None) -> None:
         STAGES[args.stage](settings, args.out, progress)
     timing = {"stage": args.stage, "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
               "threads": torch.get_num_threads()}
-    _write_json(_path(args.out, f"timing_{args.stage}.json"), timing)
+    write_json(_path(args.out, f"timing_{args.stage}.json"), timing)
     if args.results_dir:
         if args.stage not in ("all", "flow"):
             parser.error("--results-dir needs the flow stage (flow or all)")

@@ -21,6 +21,7 @@ import time
 import torch
 from tqdm import tqdm
 
+from physkernels.atomic import write_json
 from physkernels.physics import nnqft
 
 from . import nnqft_plots
@@ -29,14 +30,6 @@ FIG1_POINTS = [-0.01, -0.006, -0.002, 0.002, 0.006, 0.01]
 FIG1_WIDTHS = [2, 3, 4, 5, 10, 20, 50, 100, 500, 1000]
 FIG2_WIDTHS = [2, 10, 100, 1000]
 FIG2_SIGMAS = [1.0 + 0.5 * i for i in range(19)] + [20.0]
-
-
-def write_json(path: str, payload: dict) -> None:
-    """Atomic JSON write (tmp file, then os.replace)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)
 
 
 def _stats(values: torch.Tensor) -> dict:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import time
 
@@ -36,6 +35,7 @@ import torch.nn.functional as F  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import physkernels  # noqa: E402
+from physkernels.atomic import write_json  # noqa: E402
 from physkernels.nn import TaylorLinear  # noqa: E402
 from physkernels.taylor import quadratic_weights_by_distance  # noqa: E402
 
@@ -190,13 +190,6 @@ def _save(fig, path: str) -> None:
     os.replace(tmp, path)
 
 
-def _write_json(payload: dict, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------- main
 
 
@@ -277,7 +270,7 @@ def main(argv=None) -> dict:
     if pruning:
         plot_pruning(pruning, base, os.path.join(args.out, "pruning.png"))
     results["pruning"] = {"order": top, "unpruned_test_accuracy": base, "runs": pruning}
-    _write_json(results, os.path.join(args.out, "results.json"))
+    write_json(os.path.join(args.out, "results.json"), results, indent=2)
     print(f"wrote {args.out}/results.json and plots")
     return results
 

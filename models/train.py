@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import sys
 
@@ -22,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 import physkernels
+from physkernels.atomic import write_json
 from physkernels.benchmarks.harness import machine_info
 from physkernels.data import DATASETS, load
 
@@ -94,13 +94,6 @@ def load_data(dataset: str, data_dir: str | None, input_shape: tuple[int, int, i
         std = train[0].std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
         train, test = ((train[0] - mean) / std, train[1]), ((test[0] - mean) / std, test[1])
     return train, test
-
-
-def _write_json(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-    os.replace(tmp, path)
 
 
 def _init_distributed(device: str) -> str:
@@ -185,10 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         plots = [accuracy_vs_bond_dim(summaries, os.path.join(out, f"accuracy_vs_bond_dim{suffix}.png"), title)
                  if len({s["bond_dim"] for s in summaries if s["mpo"]}) > 1 else None,
                  accuracy_vs_depth(summaries, os.path.join(out, f"accuracy_vs_depth{suffix}.png"), title)]
-        _write_json({"machine": machine_info(), "args": vars(args), "device": device,
-                     "world_size": dist.get_world_size() if dist.is_initialized() else 1,
-                     "summaries": summaries, "runs": runs, "plots": [p for p in plots if p]},
-                    os.path.join(out, "results.json"))
+        write_json(os.path.join(out, "results.json"),
+                   {"machine": machine_info(), "args": vars(args), "device": device,
+                    "world_size": dist.get_world_size() if dist.is_initialized() else 1,
+                    "summaries": summaries, "runs": runs, "plots": [p for p in plots if p]}, indent=2)
         for s in summaries:
             d = f" D={s['bond_dim']}" if s["bond_dim"] else ""
             rho = f", rho={s['rho']:.4g}" if s["mpo"] else ""

@@ -21,6 +21,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from physkernels.atomic import save_atomic
+
 from . import checkpoint
 from .accounting import l2_penalty
 from .presets import TrainPreset
@@ -123,7 +125,7 @@ def train_run(cfg: RunConfig, train: tuple[torch.Tensor, torch.Tensor],
             return
         rngs = _gather_rng()
         if main:
-            checkpoint.save_atomic({
+            save_atomic({
                 "model_name": cfg.model, "seed": cfg.seed, "bond_dim": cfg.bond_dim, "preset": asdict(cfg.preset),
                 "epochs": cfg.epochs, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": state,

@@ -16,7 +16,7 @@ from torch import nn
 import physkernels
 from physkernels._kernel_args import Out, Strided, launch
 from physkernels.nn import CG2d, MPOConv2d, MPOLinear, TaylorLinear
-from physkernels.ops import cg2d, mpo_linear, taylor_linear
+from physkernels.ops import cg2d, taylor_linear
 from physkernels.ops.cg2d import num_pairs, reference_cg2d
 from physkernels.ops.mpo_linear import reference_mpo_linear
 from physkernels.ops.taylor_linear import reference_taylor_linear

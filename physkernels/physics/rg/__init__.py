@@ -25,7 +25,8 @@ from .networks import (
     to_spins,
     weight_matrix,
 )
-from .training import TrainConfig, fit, save_atomic
+from ...atomic import save_atomic
+from .training import TrainConfig, fit
 
 __all__ = [
     "BETA_C", "TABLE_I", "BetaRegressor", "LinearAutoencoder", "TrainConfig", "bootstrap_crossing", "build_model",

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ...atomic import save_atomic
 from .networks import l1_penalty
 
 
@@ -56,14 +57,6 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0 and l1 >= 0, got lr={self.lr!r}, l1={self.l1!r}")
         if self.final_lr is not None and not 0 < self.final_lr <= self.lr:
             raise ValueError(f"final_lr must be None or in (0, lr], got {self.final_lr!r}")
-
-
-def save_atomic(obj, path: str) -> None:
-    """``torch.save`` to ``path`` through a temporary file and ``os.replace`` (no half-written files)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
