@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import glob
+import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,6 +72,7 @@ ext_modules = [
         extra_compile_args=CFLAGS,
         extra_link_args=LFLAGS,
         define_macros=[FLAGS_MACRO],
+        depends=_rel("csrc/*.h") + _rel("csrc/*.inl") + _rel("python_bindings/*.h"),  # a header edit rebuilds
     )
 ]
 
@@ -136,12 +139,57 @@ if BUILD_CUDA:
             cxx_std=17,
             extra_compile_args=[c for c in CFLAGS if c != "-fopenmp"],
             define_macros=[("PHYSKERNELS_COMPILE_FLAGS", '"nvcc"')],
+            # the nvcc sources and every header: editing any of them rebuilds the module
+            depends=_rel("csrc/cuda/*.cu") + _rel("csrc/cuda/*.cuh") + _rel("csrc/cuda/*.h") + _rel("csrc/*.h")
+            + _rel("python_bindings/*.h"),
         )
     )
 
 
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+_INCLUDE_DIRS = ("csrc", "csrc/cuda", "python_bindings", "python_bindings/cuda")
+
+
+def _local_headers(src: str, seen: set[str] | None = None) -> set[str]:
+    """Every project header ``src`` includes, directly or through other project headers (``#include "..."``)."""
+    seen = set() if seen is None else seen
+    with open(src, encoding="utf-8", errors="replace") as f:
+        names = _INCLUDE.findall(f.read())
+    for name in names:
+        for folder in (os.path.dirname(src), *(os.path.join(ROOT, d) for d in _INCLUDE_DIRS)):
+            path = os.path.normpath(os.path.join(folder, name))
+            if os.path.exists(path):
+                if path not in seen:
+                    seen.add(path)
+                    _local_headers(path, seen)
+                break
+    return seen
+
+
+def _needs_recompile(obj: str, src: str) -> bool:
+    """Header-aware incremental builds: recompile when the object is missing or older than its source, any project
+    header it includes, or setup.py (flags and macros live there)."""
+    if not os.path.exists(obj):
+        return True
+    built = os.path.getmtime(obj)
+    src = src if os.path.isabs(src) else os.path.join(ROOT, src)
+    deps = {src, os.path.join(ROOT, "setup.py")} | _local_headers(src)
+    return any(os.path.getmtime(d) > built for d in deps)
+
+
+# Objects live in a persistent folder per interpreter and flag set, so editable reinstalls (README command 2)
+# recompile only the sources whose inputs changed.
+_FLAGS_KEY = hashlib.sha1(" ".join(CFLAGS + LFLAGS + CUDA_ARCHS + [str(BUILD_CUDA)]).encode()).hexdigest()[:10]
+BUILD_TEMP = os.path.join(ROOT, "build", f"temp-{sys.implementation.cache_tag}-{_FLAGS_KEY}")
+
+
 class BuildExt(build_ext):
-    """pybind11's build_ext plus an nvcc step that turns ``csrc/cuda/*.cu`` into objects linked into _C_cuda."""
+    """pybind11's build_ext plus an nvcc step that turns ``csrc/cuda/*.cu`` into objects linked into _C_cuda;
+    objects are kept in ``BUILD_TEMP`` and rebuilt only when out of date (:func:`_needs_recompile`)."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        self.build_temp = BUILD_TEMP
 
     def build_extension(self, ext):
         if ext.name.endswith("_C_cuda"):
@@ -165,6 +213,8 @@ class BuildExt(build_ext):
 
         def compile_one(src: str) -> str:
             obj = os.path.join(out_dir, os.path.basename(src) + ".o")
+            if not _needs_recompile(obj, src):
+                return obj
             cmd = [NVCC, "-c", src, "-o", obj, "-O3", "-std=c++17", "-Xcompiler", "-fPIC",
                    "-Icsrc", "-Icsrc/cuda", "--expt-relaxed-constexpr", *gencode]
             print(" ".join(cmd), flush=True)
@@ -175,6 +225,6 @@ class BuildExt(build_ext):
             return list(pool.map(compile_one, _rel("csrc/cuda/*.cu")))
 
 
-ParallelCompile("PHYSKERNELS_BUILD_JOBS", default=0).install()  # 0: one job per CPU
+ParallelCompile("PHYSKERNELS_BUILD_JOBS", default=0, needs_recompile=_needs_recompile).install()  # 0: a job per CPU
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildExt})
