@@ -3,7 +3,9 @@
 #include "cg2d.h"
 #include "registry.h"
 
-namespace {
+// Everything of this file lives in its own namespace, so the binding files also compile as one translation
+// unit (setup.py's unity build).
+namespace physkernels::bindings::cg2d_binding {
 
 using physkernels::bindings::ptr;
 using physkernels::cg2d::Geometry;
@@ -40,7 +42,6 @@ void backward(std::uintptr_t grad_y, std::uintptr_t x, std::uintptr_t w1, std::u
                                    ptr<T>(grad_bias), g, threads);
 }
 
-}  // namespace
 
 PHYSKERNELS_SUBMODULE(cg2d, m) {
     m.doc() = "CG2d fused forward/backward on CPU. Pointer 0 means absent (weight3, bias, grad_x, grad_bias).";
@@ -50,3 +51,5 @@ PHYSKERNELS_SUBMODULE(cg2d, m) {
     m.def("backward_f64", &backward<double>);
     m.def("isa", &physkernels::cg2d::isa, "instruction set the kernels use on this CPU");
 }
+
+}  // namespace physkernels::bindings::cg2d_binding

@@ -3,7 +3,9 @@
 #include "ising.h"
 #include "registry.h"
 
-namespace {
+// Everything of this file lives in its own namespace, so the binding files also compile as one translation
+// unit (setup.py's unity build).
+namespace physkernels::bindings::ising_binding {
 namespace ising = physkernels::ising;
 using physkernels::bindings::ptr;
 using Address = std::uintptr_t;
@@ -12,7 +14,6 @@ template <typename T>
 T* nullable(Address address) {
     return address == 0 ? nullptr : ptr<T>(address);
 }
-}  // namespace
 
 PHYSKERNELS_SUBMODULE(ising, m) {
     namespace py = pybind11;
@@ -52,3 +53,5 @@ PHYSKERNELS_SUBMODULE(ising, m) {
           },
           "Swendsen-Wang sweeps on int8 chains (n_chains, L, L) at float64 betas (n_chains); record pointers may be 0");
 }
+
+}  // namespace physkernels::bindings::ising_binding

@@ -12,7 +12,9 @@
 #include "mpo_merge.h"
 #include "registry.h"
 
-namespace {
+// Everything of this file lives in its own namespace, so the binding files also compile as one translation
+// unit (setup.py's unity build).
+namespace physkernels::bindings::mpo_binding {
 
 namespace py = pybind11;
 using physkernels::bindings::ptr;
@@ -65,7 +67,6 @@ void backward(std::uintptr_t grad, std::uintptr_t x, std::int64_t batch, const s
     chain.project(core_grads);
 }
 
-}  // namespace
 
 PHYSKERNELS_SUBMODULE(mpo, m) {
     m.doc() = "Fused MPO chain: merged groups of cores, then per batch tile the chain of step GEMMs in cache";
@@ -75,3 +76,5 @@ PHYSKERNELS_SUBMODULE(mpo, m) {
     m.def("backward_f64", &backward<double>);
     m.def("isa", &physkernels::mpo_gemm::selected_isa, "instruction set of the chain micro-kernels (PHYSKERNELS_MPO_ISA caps it)");
 }
+
+}  // namespace physkernels::bindings::mpo_binding

@@ -4,7 +4,9 @@
 #include "nnqft.h"
 #include "registry.h"
 
-namespace {
+// Everything of this file lives in its own namespace, so the binding files also compile as one translation
+// unit (setup.py's unity build).
+namespace physkernels::bindings::nnqft_binding {
 
 using physkernels::bindings::ptr;
 using physkernels::nnqft::EnsembleSpec;
@@ -14,7 +16,6 @@ EnsembleSpec make_spec(std::uintptr_t points, int n_points, int d_in, std::uint3
     return EnsembleSpec{ptr<const double>(points), n_points, d_in, width, sigma_w, sigma_b, activation, seed};
 }
 
-}  // namespace
 
 PHYSKERNELS_SUBMODULE(nnqft, m) {
     namespace py = pybind11;
@@ -53,3 +54,5 @@ PHYSKERNELS_SUBMODULE(nnqft, m) {
         physkernels::nnqft::fast_math(kind, ptr<const float>(x), n, ptr<float>(out));
     });
 }
+
+}  // namespace physkernels::bindings::nnqft_binding

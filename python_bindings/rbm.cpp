@@ -2,7 +2,9 @@
 #include "rbm.h"
 #include "registry.h"
 
-namespace {
+// Everything of this file lives in its own namespace, so the binding files also compile as one translation
+// unit (setup.py's unity build).
+namespace physkernels::bindings::rbm_binding {
 
 template <typename T>
 void gibbs(std::uintptr_t v0, std::uintptr_t W, std::uintptr_t b, std::uintptr_t c, std::uintptr_t v_out,
@@ -14,7 +16,6 @@ void gibbs(std::uintptr_t v0, std::uintptr_t W, std::uintptr_t b, std::uintptr_t
                                ptr<T>(h_out), batch, nv, nh, k, seed, step_offset, threads);
 }
 
-}  // namespace
 
 PHYSKERNELS_SUBMODULE(rbm, m) {
     const char* doc = "gibbs_<dtype>(v0, W, b, c, v_out, h_out, batch, nv, nh, k, seed, step_offset, threads): "
@@ -22,3 +23,5 @@ PHYSKERNELS_SUBMODULE(rbm, m) {
     m.def("gibbs_f32", &gibbs<float>, doc);
     m.def("gibbs_f64", &gibbs<double>, doc);
 }
+
+}  // namespace physkernels::bindings::rbm_binding

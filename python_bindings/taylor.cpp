@@ -3,7 +3,9 @@
 #include "registry.h"
 #include "taylor.h"
 
-namespace {
+// Everything of this file lives in its own namespace, so the binding files also compile as one translation
+// unit (setup.py's unity build).
+namespace physkernels::bindings::taylor_binding {
 
 namespace py = pybind11;
 using physkernels::bindings::ptr;
@@ -39,9 +41,10 @@ void define(py::module_& m, const char* suffix) {
           py::call_guard<py::gil_scoped_release>(), "dW = grad^T . monomials(x) and dbias = grad.sum(0)");
 }
 
-}  // namespace
 
 PHYSKERNELS_SUBMODULE(taylor, m) {
     define<float>(m, "_f32");
     define<double>(m, "_f64");
 }
+
+}  // namespace physkernels::bindings::taylor_binding
