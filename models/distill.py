@@ -87,7 +87,7 @@ def cap_per_class(images, labels, per_class: int | None, seed: int):
     return images[keep], labels[keep]
 
 
-def save_grid(path: str, rows: list[tuple[str, torch.Tensor]], classes) -> None:
+def save_grid(path: str, rows: list[tuple[str, torch.Tensor]], classes, quick: bool = False) -> str:
     """Fig. 9-like grid: one row per level (``L0`` = a training sample), one column per class."""
     import matplotlib
 
@@ -109,10 +109,9 @@ def save_grid(path: str, rows: list[tuple[str, torch.Tensor]], classes) -> None:
             if r == 0:
                 ax.set_title(str(classes[c]), fontsize=9)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    from models.plots import save_figure
+
+    return save_figure(fig, path, quick, dpi=110)
 
 
 def main(argv=None) -> dict:
@@ -133,6 +132,8 @@ def main(argv=None) -> dict:
     progress = not args.no_progress
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(args.seed)
+    print(f"distill, {'QUICK' if args.quick else 'full'} run: {args.dataset}, schedule {mappings}, steps {steps}, "
+          f"{config.num_nets} nets of width {config.width} per level", flush=True)
 
     train = load(args.dataset, "train", args.data_dir, size=preset["size"], channels=preset["channels"])
     test = load(args.dataset, "test", args.data_dir, size=preset["size"], channels=preset["channels"])
@@ -174,7 +175,7 @@ def main(argv=None) -> dict:
     first_of_class = torch.stack([torch.nonzero(y0 == c)[0, 0] for c in range(num_classes)])
     save_grid(os.path.join(args.out, "distilled.png"),
               [("L0", x0[first_of_class])] + [(f"L{lv.index}", lv.images[:num_classes].cpu()) for lv in levels],
-              train.classes)
+              train.classes, quick=args.quick)
 
     results = dict(dataset=args.dataset, quick=args.quick, mappings=list(mappings), config=vars(config),
                    train_images=len(y0), test_images=len(test.labels), device=str(device),

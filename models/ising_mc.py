@@ -46,12 +46,15 @@ def run(L_values, betas, n_samples, algorithms, seed, progress=True) -> list[dic
     return rows
 
 
-def plot(rows, out):
+def plot(rows, out, quick: bool = False) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .plots import save_figure
+
+    paths = []
     keys = sorted({(r["algorithm"], r["L"]) for r in rows})
     for name, ylabel, fn in (
             ("energy", "(E_MC - E_exact) / sigma", lambda r: r["pull"]),
@@ -75,8 +78,8 @@ def plot(rows, out):
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(os.path.join(out, f"{name}.png"), dpi=120)
-        plt.close(fig)
+        paths.append(save_figure(fig, os.path.join(out, f"{name}.png"), quick))
+    return paths
 
 
 def main(argv=None):
@@ -95,13 +98,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.L, args.betas, args.samples = [8], [0.3, 0.4352, ising.BETA_C, 0.6], 512
+    print(f"ising_mc, {'QUICK' if args.quick else 'full'} run: L {args.L}, betas {args.betas}, {args.samples} "
+          f"samples each, algorithms {args.algorithms}", flush=True)
     os.makedirs(args.out, exist_ok=True)
     rows = run(args.L, args.betas, args.samples, args.algorithms, args.seed)
     path = os.path.join(args.out, "results.json")
     write_json(path, {"config": vars(args), "rows": rows}, indent=2)
-    plot(rows, args.out)
+    pngs = plot(rows, args.out, args.quick)
     worst = max(abs(r["pull"]) for r in rows)
-    print(f"wrote {args.out}: {len(rows)} runs, largest |E_MC - E_exact| / sigma = {worst:.2f}")
+    print(f"{len(rows)} runs, largest |E_MC - E_exact| / sigma = {worst:.2f}; wrote {path}, {', '.join(pngs)}")
     return rows
 
 

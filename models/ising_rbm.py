@@ -26,6 +26,8 @@ import torch  # noqa: E402
 from physkernels.atomic import write_json  # noqa: E402
 from physkernels.physics.rbm import BernoulliRBM, all_binary_states, spins_to_visible, train_rbm  # noqa: E402
 
+from models.plots import save_figure  # noqa: E402
+
 L = 4
 
 
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
     n_hidden = args.n_hidden or (8 if args.quick else 16)
     epochs = args.epochs if args.epochs is not None else (4 if args.quick else 40)
     n_gibbs = 1000 if args.quick else 10000
+    print(f"ising_rbm, {'QUICK' if args.quick else 'full'} run: L=4, beta {args.beta}, {n_samples} {args.source} "
+          f"samples, {n_hidden} hidden units, {epochs} epochs, CD-1 / CD-{args.cd_k} / PCD-1", flush=True)
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     exact = exact_ising(args.beta)
@@ -121,10 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     ax.set(xlabel="epoch", ylabel="KL(p_Ising || p_RBM) [nats]", yscale="log",
            title=f"RBM ({n_hidden} hidden) on L=4 Ising, beta={args.beta}")
     ax.legend()
-    tmp = os.path.join(args.out, "kl.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, os.path.join(args.out, "kl.png"))
+    png = save_figure(fig, os.path.join(args.out, "kl.png"), args.quick, dpi=110)
     path = os.path.join(args.out, "rbm.json")
     write_json(path, results)
     for name, run in results["runs"].items():
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name}: KL(p_Ising || p_RBM) {run['kl_initial']:.4g} -> {run['kl_exact_to_rbm']:.4g} nats; "
               f"energy per spin {e['rbm_exact']:.4f} (exact Ising {e['ising_exact']:.4f}), "
               f"|m| {m['rbm_exact']:.4f} (exact {m['ising_exact']:.4f})")
-    print(f"wrote {path} and {os.path.join(args.out, 'kl.png')}")
+    print(f"wrote {path} and {png}")
     return results
 
 

@@ -12,27 +12,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .plots import save_figure  # noqa: E402
+
 plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 14, "legend.fontsize": 11,
                      "figure.dpi": 110, "savefig.dpi": 150, "axes.grid": True, "grid.alpha": 0.3})
 
 
-QUICK_NOTE = "QUICK RUN (tiny ensembles, not the paper's configuration)"
-
-
-def _label(result: dict, title: str, name: str) -> tuple[str, str]:
-    """A quick run's title and file name say so: ``QUICK RUN ...`` on the title, ``_quick`` in the name."""
-    if not result.get("quick"):
-        return title, name
-    return f"{QUICK_NOTE}\n{title}", name.replace(".png", "_quick.png")
-
-
-def _save(fig, out_dir: str, name: str) -> str:
-    path = os.path.join(out_dir, name)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+def _save(fig, result: dict, out_dir: str, name: str) -> str:
+    return save_figure(fig, os.path.join(out_dir, name), bool(result.get("quick")), dpi=150)
 
 
 def plot_fig1(result: dict, out_dir: str) -> list[str]:
@@ -57,12 +44,10 @@ def plot_fig1(result: dict, out_dir: str) -> list[str]:
         axes.flat[0].legend(frameon=False, fontsize=9)
         fig.supxlabel(f"$m_{n}$ = $(G^{{({n})}}_{{bag}} - G_0^{{({n})}}) / G_0^{{({n})}}$ (every bag and "
                       f"{n}-point combination)")
-        title, name = _label(result, f"Fig. 1: $m_{n}$ per width (Gauss-net, $\\sigma_W$ = {cfg['sigma_w']}, "
-                                     f"$\\sigma_b$ = {cfg['sigma_b']}, {cfg['n_bags']} bags x {cfg['n_nets']} "
-                                     f"networks)", f"fig1_m{n}_histograms.png")
-        fig.suptitle(title)
+        fig.suptitle(f"Fig. 1: $m_{n}$ per width (Gauss-net, $\\sigma_W$ = {cfg['sigma_w']}, "
+                     f"$\\sigma_b$ = {cfg['sigma_b']}, {cfg['n_bags']} bags x {cfg['n_nets']} networks)")
         fig.tight_layout()
-        paths.append(_save(fig, out_dir, name))
+        paths.append(_save(fig, result, out_dir, f"fig1_m{n}_histograms.png"))
 
     fig, ax = plt.subplots(figsize=(7, 5))
     widths = np.array([r["width"] for r in rows], dtype=float)
@@ -82,10 +67,9 @@ def plot_fig1(result: dict, out_dir: str) -> list[str]:
     ax.set_yscale("log")
     ax.set_xlabel("width N")
     ax.set_ylabel("$m_4$ (mean over 4-point combos)")
-    title, name = _label(result, "$m_4 = O(1/N)$; $m_2$ stays at 0", "fig1_m4_vs_N.png")
-    ax.set_title(title)
+    ax.set_title("$m_4 = O(1/N)$; $m_2$ stays at 0")
     ax.legend(frameon=False)
-    paths.append(_save(fig, out_dir, name))
+    paths.append(_save(fig, result, out_dir, "fig1_m4_vs_N.png"))
     return paths
 
 
@@ -130,9 +114,8 @@ def plot_fig2(result: dict, out_dir: str) -> list[str]:
         for ax in list(axes.flat)[n:]:
             ax.set_visible(False)
         cfg = result["config"]
-        title, name = _label(result, f"$u_4$ flow with $\\sigma_W$ ($\\sigma_b$ = {cfg['sigma_b']}, "
-                                     f"{cfg['n_bags']} bags x {cfg['n_nets']} networks)", f"fig2_u4_d{d_in}.png")
-        fig.suptitle(title, y=1.01)
+        fig.suptitle(f"$u_4$ flow with $\\sigma_W$ ($\\sigma_b$ = {cfg['sigma_b']}, {cfg['n_bags']} bags x "
+                     f"{cfg['n_nets']} networks)", y=1.01)
         fig.tight_layout()
-        paths.append(_save(fig, out_dir, name))
+        paths.append(_save(fig, result, out_dir, f"fig2_u4_d{d_in}.png"))
     return paths

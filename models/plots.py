@@ -1,4 +1,5 @@
-"""The MPO paper's two figures from a results list: accuracy vs bond dimension D (Fig. 2) and vs depth (Fig. 3).
+"""Figure saving shared by the drivers (:func:`save_figure`: atomic, quick runs labelled) and the MPO paper's two
+figures from a results list: accuracy vs bond dimension D (Fig. 2) and vs depth (Fig. 3).
 
 Each entry of ``summaries`` is a dict with ``model``, ``bond_dim``, ``mean``, ``sigma``, ``mpo``, ``twin``,
 ``family``, ``depth`` (what models.train writes in results.json).
@@ -15,16 +16,30 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def _save(fig, path: str) -> str:
+QUICK_BANNER = "QUICK RUN: tiny data and settings, not the paper's configuration"
+
+
+def save_figure(fig, path: str, quick: bool = False, dpi: int = 120) -> str:
+    """Save ``fig`` as a PNG atomically (temporary file, then ``os.replace``) and close it; returns the path.
+    A quick run's figure carries a red banner over its top and ``_quick`` before the extension, so it is never
+    mistaken for a full run's."""
+    if quick:
+        root, ext = os.path.splitext(path)
+        path = f"{root}_quick{ext}"
+        title = getattr(fig, "_suptitle", None)  # above the figure's own title, when it has one
+        top = 1.0 if title is None else title.get_position()[1] + 0.03 * (1 + title.get_text().count("\n"))
+        fig.text(0.5, top + 0.02, QUICK_BANNER, ha="center", va="bottom", color="tab:red", fontsize=11,
+                 weight="bold")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     os.replace(tmp, path)
     return path
 
 
-def accuracy_vs_bond_dim(summaries: list[dict], path: str, title: str = "") -> str | None:
+
+def accuracy_vs_bond_dim(summaries: list[dict], path: str, title: str = "", quick: bool = False) -> str | None:
     """Fig. 2: each MPO model's accuracy +- sigma vs D; its dense twin as a line with a dashed +- sigma band."""
     mpo = defaultdict(list)
     for s in summaries:
@@ -49,10 +64,10 @@ def accuracy_vs_bond_dim(summaries: list[dict], path: str, title: str = "") -> s
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title or "accuracy vs bond dimension (MPO paper Fig. 2)")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path, quick)
 
 
-def accuracy_vs_depth(summaries: list[dict], path: str, title: str = "") -> str | None:
+def accuracy_vs_depth(summaries: list[dict], path: str, title: str = "", quick: bool = False) -> str | None:
     """Fig. 3: accuracy +- sigma vs depth for every (family, dense/MPO) with at least two depths."""
     series = defaultdict(list)
     for s in summaries:
@@ -70,4 +85,4 @@ def accuracy_vs_depth(summaries: list[dict], path: str, title: str = "") -> str 
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title or "accuracy vs depth (MPO paper Fig. 3)")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path, quick)

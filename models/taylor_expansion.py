@@ -36,6 +36,7 @@ from tqdm import tqdm  # noqa: E402
 
 import physkernels  # noqa: E402
 from physkernels.atomic import write_json  # noqa: E402
+from models.plots import save_figure  # noqa: E402
 from physkernels.nn import TaylorLinear  # noqa: E402
 from physkernels.taylor import quadratic_weights_by_distance  # noqa: E402
 
@@ -115,7 +116,7 @@ def train(model: TaylorLinear, train_set, epochs: int, batch_size: int, lr: floa
 # ---------------------------------------------------------------- plots
 
 
-def plot_accuracy_vs_order(results: list, path: str, title: str) -> None:
+def plot_accuracy_vs_order(results: list, path: str, title: str, quick: bool = False) -> None:
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     ax.plot([r["order"] for r in results], [100 * r["test_accuracy"] for r in results], "o-")
     for r in results:
@@ -126,10 +127,10 @@ def plot_accuracy_vs_order(results: list, path: str, title: str) -> None:
     ax.set_xticks([r["order"] for r in results])
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, quick, dpi=130)
 
 
-def plot_quadratic_stats(stats, path: str) -> None:
+def plot_quadratic_stats(stats, path: str, quick: bool = False) -> None:
     levels = [f"L{k + 1}" for k in range(5)]
     colors = plt.cm.Blues(np.linspace(0.25, 1.0, 5))
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -151,10 +152,10 @@ def plot_quadratic_stats(stats, path: str) -> None:
     b.set_title("(b) distance distribution of each level", fontsize=9)
     b.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, quick, dpi=130)
 
 
-def plot_class_maps(stats, path: str) -> None:
+def plot_class_maps(stats, path: str, quick: bool = False) -> None:
     fig, axes = plt.subplots(2, 5, figsize=(13, 6.4))
     for c, ax in enumerate(axes.flat):
         if c >= stats.class_maps.shape[0]:
@@ -167,10 +168,10 @@ def plot_class_maps(stats, path: str) -> None:
         ax.set_yticks([])
     fig.suptitle("Quadratic weights $W_{c, x_i x_j}$ by level (darker = larger), axes: pixel i, pixel j", fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, quick, dpi=130)
 
 
-def plot_pruning(pruning: list, base: float, path: str) -> None:
+def plot_pruning(pruning: list, base: float, path: str, quick: bool = False) -> None:
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     kept = [100 * p["kept_fraction"] for p in pruning]
     ax.plot(kept, [100 * p["accuracy_pruned"] for p in pruning], "o-", label="right after pruning")
@@ -180,14 +181,7 @@ def plot_pruning(pruning: list, base: float, path: str) -> None:
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
-
-
-def _save(fig, path: str) -> None:
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=130)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, quick, dpi=130)
 
 
 # ---------------------------------------------------------------- main
@@ -232,7 +226,8 @@ def main(argv=None) -> dict:
         train_set = (train_set[0][:400], train_set[1][:400])
     n = args.size * args.size
     title = f"{args.dataset} {args.size}x{args.size}, {len(train_set[1])} train / {len(test_set[1])} test"
-    print(f"{title}; orders {args.orders}; backend {physkernels.get_backend()}", flush=True)
+    print(f"taylor_expansion, {'QUICK' if args.quick else 'full'} run: {title}; orders {args.orders}, "
+          f"{args.epochs} epochs; backend {physkernels.get_backend()}", flush=True)
 
     by_order, models = [], {}
     for order in tqdm(args.orders, desc="orders"):
@@ -245,14 +240,14 @@ def main(argv=None) -> dict:
                          "train_accuracy": accuracy(model, *train_set), "test_accuracy": accuracy(model, *test_set)})
         models[order] = model
         tqdm.write(f"order {order}: {model.n_terms:,} terms, test accuracy {100 * by_order[-1]['test_accuracy']:.2f}%")
-    plot_accuracy_vs_order(by_order, os.path.join(args.out, "fig2_accuracy_vs_order.png"), title)
+    plot_accuracy_vs_order(by_order, os.path.join(args.out, "fig2_accuracy_vs_order.png"), title, quick=args.quick)
     results = {"config": vars(args), "accuracy_vs_order": by_order}
 
     top = max(models)
     if top >= 2:
         stats = quadratic_weights_by_distance(models[top], (args.size, args.size))
-        plot_quadratic_stats(stats, os.path.join(args.out, "fig3_quadratic_weights.png"))
-        plot_class_maps(stats, os.path.join(args.out, "fig13_class_maps.png"))
+        plot_quadratic_stats(stats, os.path.join(args.out, "fig3_quadratic_weights.png"), quick=args.quick)
+        plot_class_maps(stats, os.path.join(args.out, "fig13_class_maps.png"), quick=args.quick)
         results["quadratic_weights"] = {"order": top, **stats.as_dict()}
 
     base = next(r["test_accuracy"] for r in by_order if r["order"] == top)
@@ -268,7 +263,7 @@ def main(argv=None) -> dict:
         tqdm.write(f"kept {100 * fraction:.0f}%: {100 * pruned:.2f}% pruned, "
                    f"{100 * pruning[-1]['accuracy_finetuned']:.2f}% fine-tuned (unpruned {100 * base:.2f}%)")
     if pruning:
-        plot_pruning(pruning, base, os.path.join(args.out, "pruning.png"))
+        plot_pruning(pruning, base, os.path.join(args.out, "pruning.png"), quick=args.quick)
     results["pruning"] = {"order": top, "unpruned_test_accuracy": base, "runs": pruning}
     write_json(os.path.join(args.out, "results.json"), results, indent=2)
     print(f"wrote {args.out}/results.json and plots")

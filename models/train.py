@@ -171,13 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         from .plots import accuracy_vs_bond_dim, accuracy_vs_depth
 
         title = f"{args.dataset}, {args.runs} run(s) each"
-        suffix = ""
-        if args.quick:  # a quick run's plots say so, in the title and the file name
-            title = f"QUICK RUN (subset of the data, few epochs: not the paper's setting)\n{title}"
-            suffix = "_quick"
-        plots = [accuracy_vs_bond_dim(summaries, os.path.join(out, f"accuracy_vs_bond_dim{suffix}.png"), title)
+        plots = [accuracy_vs_bond_dim(summaries, os.path.join(out, "accuracy_vs_bond_dim.png"), title, args.quick)
                  if len({s["bond_dim"] for s in summaries if s["mpo"]}) > 1 else None,
-                 accuracy_vs_depth(summaries, os.path.join(out, f"accuracy_vs_depth{suffix}.png"), title)]
+                 accuracy_vs_depth(summaries, os.path.join(out, "accuracy_vs_depth.png"), title, args.quick)]
         write_json(os.path.join(out, "results.json"),
                    {"machine": machine_info(), "args": vars(args), "device": device,
                     "world_size": dist.get_world_size() if dist.is_initialized() else 1,
