@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from models.plots import save_figure  # noqa: E402
 from physkernels.atomic import write_json  # noqa: E402
 from physkernels.benchmarks.harness import ResultTable, write_results  # noqa: E402
 from physkernels.physics import rg  # noqa: E402
@@ -65,6 +66,7 @@ class Settings:
     regressor_seeds: int = 3
     bootstrap: int = 1000
     seed: int = 0
+    quick: bool = False  # figures labelled as a quick run (set by --quick, not an option of its own)
 
 
 SETTING_HELP = {
@@ -80,7 +82,7 @@ SETTING_HELP = {
     "bootstrap": "bootstrap resamples of the error bars", "seed": "random seed of sampling and training"}
 
 QUICK = Settings(L=8, n_critical=200, n_wide=400, wide_betas=20, grid_betas=5, grid_lattices=20, epochs=1,
-                 regressor_epochs=15, regressor_seeds=2, bootstrap=50)
+                 regressor_epochs=15, regressor_seeds=2, bootstrap=50, quick=True)
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
@@ -90,11 +92,8 @@ def _path(out: str, *parts: str) -> str:
     return path
 
 
-def _save_figure(fig, path: str) -> None:
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+def _save_figure(fig, path: str, quick: bool) -> None:
+    save_figure(fig, path, quick, dpi=110)
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -209,15 +208,15 @@ def stage_models(s: Settings, out: str, progress: bool) -> dict:
     summary = {kind: {"train_loss": h["train_loss"][-1], "val_loss": h["val_loss"][-1],
                       "epochs_trained": h["epochs_trained"], "layers": models[kind].sources,
                       "trainable": models[kind].trainable()} for kind, h in histories.items()}
-    summary["weights"] = _weight_analysis(models["model1"], shallow, s.L, out)
-    _plot_losses(histories, _path(out, "fig09_losses.png"))
-    _plot_reconstructions(models, critical["x"][: 3], s.L, _path(out, "fig10_reconstructions.png"))
+    summary["weights"] = _weight_analysis(models["model1"], shallow, s.L, out, s.quick)
+    _plot_losses(histories, _path(out, "fig09_losses.png"), s.quick)
+    _plot_reconstructions(models, critical["x"][: 3], s.L, _path(out, "fig10_reconstructions.png"), s.quick)
     write_json(_path(out, "models.json"), {"settings": dataclasses.asdict(s), "paper": PAPER, "models": summary,
                                             "histories": histories})
     return models
 
 
-def _plot_losses(histories: dict, path: str) -> None:
+def _plot_losses(histories: dict, path: str, quick: bool) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for kind, h in histories.items():
         if h["epochs_trained"]:
@@ -229,10 +228,10 @@ def _plot_losses(histories: dict, path: str) -> None:
                        label=f"{kind} (transferred, not trained)")
     ax.set(xlabel="epoch", ylabel="hinge loss", title="Losses of Models 1-3 (paper: 0.276, 0.338, 0.600)")
     ax.legend(fontsize=7)
-    _save_figure(fig, path)
+    _save_figure(fig, path, quick)
 
 
-def _plot_reconstructions(models: dict, lattices: torch.Tensor, L: int, path: str) -> None:
+def _plot_reconstructions(models: dict, lattices: torch.Tensor, L: int, path: str, quick: bool) -> None:
     kinds = list(models)
     fig, axes = plt.subplots(len(lattices), 1 + len(kinds), figsize=(2.2 * (1 + len(kinds)), 2.2 * len(lattices)),
                              squeeze=False)
@@ -247,7 +246,7 @@ def _plot_reconstructions(models: dict, lattices: torch.Tensor, L: int, path: st
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle("Fig. 10: reconstructions (sign of the output)")
-    _save_figure(fig, path)
+    _save_figure(fig, path, quick)
 
 
 def _band_weight(corr: torch.Tensor, offsets: tuple[int, ...]) -> float:
@@ -260,7 +259,7 @@ def _band_weight(corr: torch.Tensor, offsets: tuple[int, ...]) -> float:
     return float(corr.abs()[mask].sum() / corr.abs().sum())
 
 
-def _weight_analysis(ae, shallow: dict, L: int, out: str) -> dict:
+def _weight_analysis(ae, shallow: dict, L: int, out: str, quick: bool) -> dict:
     """Fig. 11-12: W1, W2 of the RG-trained nets (CG1, CG2), of the hard-coded nets and of the AE; W W^T."""
     mats = {
         "W1 hard-coded (Eq. 7)": rg.weight_matrix(rg.shallow_net("HCG1", L)),
@@ -289,8 +288,8 @@ def _weight_analysis(ae, shallow: dict, L: int, out: str) -> dict:
         }
     fig.suptitle("Fig. 11: weight matrices W (rows: input units, columns: output units)")
     fig2.suptitle("Fig. 12: spin-correlation matrices W W^T")
-    _save_figure(fig, _path(out, "fig11_weights.png"))
-    _save_figure(fig2, _path(out, "fig12_spin_correlation.png"))
+    _save_figure(fig, _path(out, "fig11_weights.png"), quick)
+    _save_figure(fig2, _path(out, "fig12_spin_correlation.png"), quick)
     return stats
 
 
@@ -346,7 +345,7 @@ def stage_widerange(s: Settings, out: str, progress: bool) -> tuple[torch.nn.Mod
             "ensemble_test_mse_by_beta": ((ensemble - betas[:, None]) ** 2).mean(1).tolist(),
             "ensemble_mean_by_beta": ensemble.mean(1).tolist(), "ensemble_std_by_beta": ensemble.std(1).tolist()}
     _plot_regressor(betas, ensemble, histories, half_histories, test["ensemble_test_mse"],
-                    _path(out, "fig15_regressor.png"))
+                    _path(out, "fig15_regressor.png"), s.quick)
 
     def summary(hs: list[dict]) -> dict:
         return {"train_mse": [h["train_loss"][-1] for h in hs], "val_mse": [h["val_loss"][-1] for h in hs],
@@ -364,7 +363,7 @@ def stage_widerange(s: Settings, out: str, progress: bool) -> tuple[torch.nn.Mod
 
 
 def _plot_regressor(betas: np.ndarray, ensemble: np.ndarray, histories: list[dict], half_histories: list[dict],
-                    test_mse: float, path: str) -> None:
+                    test_mse: float, path: str, quick: bool) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     left.errorbar(betas, ensemble.mean(1), yerr=ensemble.std(1), fmt="o", ms=3, capsize=2,
                   label="test lattices: mean +- std over lattices")
@@ -381,7 +380,7 @@ def _plot_regressor(betas: np.ndarray, ensemble: np.ndarray, histories: list[dic
     right.axhline(0.0035, color="k", lw=0.8, label="paper (train) 0.0035")
     right.set(xlabel="epoch", ylabel="MSE", yscale="log", title="regressor training")
     right.legend(fontsize=7)
-    _save_figure(fig, path)
+    _save_figure(fig, path, quick)
 
 
 # ------------------------------------------------------------------------------------------------- entropy
@@ -401,7 +400,7 @@ def stage_entropy(s: Settings, out: str, progress: bool) -> dict:
         ax.plot(betas, values, "o-", ms=3, label=name)
     ax.set(xlabel="beta", ylabel="mean local entropy per spin (bits, 3x3)", title="Fig. 13: local Shannon entropy")
     ax.legend()
-    _save_figure(fig, _path(out, "fig13_entropy.png"))
+    _save_figure(fig, _path(out, "fig13_entropy.png"), s.quick)
     picks = [0, len(betas) // 2, len(betas) - 1]
     fig, axes = plt.subplots(3, 3, figsize=(7, 7))
     with torch.no_grad():
@@ -414,7 +413,7 @@ def stage_entropy(s: Settings, out: str, progress: bool) -> dict:
             axes[0, c].set_title(f"beta = {betas[i]:.3f}")
     for r, name in enumerate(("input", "AE-WR output", "decimated twice")):
         axes[r, 0].set_ylabel(name)
-    _save_figure(fig, _path(out, "fig14_lattices.png"))
+    _save_figure(fig, _path(out, "fig14_lattices.png"), s.quick)
     result = {"beta": betas, **curves}
     write_json(_path(out, "entropy.json"), result)
     return result
@@ -464,7 +463,7 @@ def stage_flow(s: Settings, out: str, progress: bool) -> dict:
               "beta_prime_two_decimation_steps_eq5": two_steps.tolist(),
               "decimation_fixed_point": fixed_point, "paper_decimation_fixed_point": PAPER["decimation_fixed_point"],
               "beta_c": rg.BETA_C}
-    _plot_flow(result, on_ae.mean(0).std(1), _path(out, "fig16_flow.png"))
+    _plot_flow(result, on_ae.mean(0).std(1), _path(out, "fig16_flow.png"), s.quick)
     write_json(_path(out, "flow.json"), result)
     return result
 
@@ -486,7 +485,7 @@ def _crossing(value: float, error: float) -> str:
     return f"crosses at {value:.4f} +- {error:.4f}" if np.isfinite(error) else f"crosses at {value:.4f}"
 
 
-def _plot_flow(r: dict, spread: np.ndarray, path: str) -> None:
+def _plot_flow(r: dict, spread: np.ndarray, path: str, quick: bool) -> None:
     betas = np.array(r["beta"])
     fig, ax = plt.subplots(figsize=(8, 7))
     ax.errorbar(betas, r["beta_prime_ae"], yerr=spread, fmt="o", ms=4, capsize=2, color="tab:blue",
@@ -509,7 +508,7 @@ def _plot_flow(r: dict, spread: np.ndarray, path: str) -> None:
     ax.set(xlabel="beta", ylabel="beta'", xlim=(0, fine[-1]), ylim=(0, 0.85),
            title="Fig. 16: flow of the AE-WR vs decimation")
     ax.legend(fontsize=6.5, loc="upper left")
-    _save_figure(fig, path)
+    _save_figure(fig, path, quick)
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
@@ -588,6 +587,11 @@ def write_bench_results(out: str, results_dir: str, stem: str, timing: dict) -> 
     return write_results([regressor, crossing, cost], results_dir, stem)
 
 
+def _tunable_fields():
+    """The Settings fields that are command-line options (``quick`` follows ``--quick``)."""
+    return [f for f in dataclasses.fields(Settings) if f.name != "quick"]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m models.ising_rg", description=__doc__.split("\n\n")[0])
     parser.add_argument("stage", nargs="?", default="all", choices=["all", *STAGES, "rbm"],
@@ -595,7 +599,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="runs/ising_rg", help="output folder (data, checkpoints, JSON, PNG)")
     parser.add_argument("--quick", action="store_true",
                         help="8x8 lattices, tiny data, 1 epoch (about 10 s on a 2-core CPU)")
-    for field in dataclasses.fields(Settings):
+    for field in _tunable_fields():
         parser.add_argument(f"--{field.name.replace('_', '-')}", type={"int": int, "float": float}[str(field.type)],
                             default=None, help=f"{SETTING_HELP[field.name]} (default "
                                                f"{getattr(Settings(), field.name)}; quick {getattr(QUICK, field.name)})")
@@ -612,9 +616,10 @@ def main(argv: list[str] | None = None) -> None:
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     base = QUICK if args.quick else Settings()
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
-                 if getattr(args, f.name) is not None}
+    overrides = {f.name: getattr(args, f.name) for f in _tunable_fields() if getattr(args, f.name) is not None}
     settings = dataclasses.replace(base, **overrides)
+    print(f"ising_rg {args.stage}, {'QUICK' if args.quick else 'full'} run: " + ", ".join(
+        f"{f.name} {getattr(settings, f.name)}" for f in _tunable_fields()), flush=True)
     os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress
     wall, cpu = time.perf_counter(), time.process_time()
