@@ -81,7 +81,8 @@ def _unity_bindings() -> str:
 ext_modules = [
     Pybind11Extension(
         "physkernels._C",
-        sources=_rel("csrc/*.cpp") + [_unity_bindings()],
+        # the two longest compiles (the bindings' unity file, the CG2d kernels) first: shortest parallel build
+        sources=[_unity_bindings(), "csrc/cg2d.cpp"] + [s for s in _rel("csrc/*.cpp") if s != "csrc/cg2d.cpp"],
         include_dirs=[".", "csrc", "python_bindings"],
         cxx_std=17,
         extra_compile_args=CFLAGS,

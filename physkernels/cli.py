@@ -44,7 +44,7 @@ def _bench(args: argparse.Namespace) -> int:
         tables += suite_tables
     if not args.no_verdict:
         print("== verdict (interleaved headline comparisons)", flush=True)
-        timing = dict(rounds=5, min_run_time=0.02) if args.quick else dict(rounds=9, min_run_time=0.1)
+        timing = dict(rounds=5, min_run_time=0.01) if args.quick else dict(rounds=9, min_run_time=0.1)
         summary = verdict.table(verdict.headlines(names, device), device=device, **timing)
         tables.append(summary)
     stem = args.stem or ("quick" if args.quick else "full") + f"_{device}"
