@@ -43,7 +43,7 @@ __all__ = [
 # Submodules imported on first attribute access, so `import physkernels` stays cheap.
 _LAZY_SUBMODULES = ("ops", "nn", "kernels", "benchmarks", "testing", "physics", "data", "mpo", "taylor")
 # Top-level functions that live in submodules: name -> (module, attribute).
-_LAZY_FUNCTIONS = {"compress": (".mpo.compress", "compress")}
+_LAZY_FUNCTIONS = {"compress": (".nn.compress", "compress")}
 
 
 def __getattr__(name: str) -> Any:

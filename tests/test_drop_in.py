@@ -287,7 +287,7 @@ def test_from_linear_warns_when_nothing_is_compressed():
 def test_compress_has_a_default_bond_dim():
     model = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
     report = physkernels.compress(model)
-    from physkernels.mpo.compress import DEFAULT_BOND_DIM
+    from physkernels.nn.compress import DEFAULT_BOND_DIM
 
     assert report.layers[0].replaced and max(report.layers[0].ranks) == DEFAULT_BOND_DIM
 

@@ -3,8 +3,8 @@
 Core layout: ``cores[k]`` has shape ``(D_{k-1}, I_k, J_k, D_k)``, ``D_0 = D_n = 1``; the represented weight has
 ``nn.Linear.weight``'s shape ``(prod J, prod I)`` (Eq. 5, row-major multi-indices). The layers live in
 :mod:`physkernels.nn` (``MPOLinear``, ``MPOConv2d``); the op in :mod:`physkernels.ops` (``mpo_linear``); whole-model
-compression is ``physkernels.compress`` (module :mod:`physkernels.mpo.compress`, imported on first use because it
-depends on the layers).
+compression is ``physkernels.compress`` (module :mod:`physkernels.nn.compress`, next to the layers it builds). This
+package never imports the op or the layers: they build on it.
 """
 
 from .canonical import bond_spectra, canonicalize, entanglement_entropy

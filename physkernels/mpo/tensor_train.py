@@ -12,14 +12,13 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from .cores import mpo_shapes, reference_mpo_weight
 from .factorization import check_shapes, useful_ranks
 
 
 def validate_cores(cores, name: str = "cores") -> list[torch.Tensor]:
     """Check that ``cores`` form an MPO: >= 2 four-dimensional floating tensors with matching bonds,
     ``D_0 = D_n = 1``, one dtype and one device. Returns them as a list; raises TypeError/ValueError."""
-    from ..ops.mpo_linear import mpo_shapes  # deferred: the op module imports this package's planner
-
     if isinstance(cores, torch.nn.ParameterList):
         cores = list(cores)
     mpo_shapes(cores)
@@ -37,11 +36,9 @@ def validate_cores(cores, name: str = "cores") -> list[torch.Tensor]:
 def to_dense(cores: Sequence[torch.Tensor]) -> torch.Tensor:
     """The weight ``W`` of shape ``(prod J, prod I)`` that the cores represent (Eq. 5); differentiable.
 
-    Contracts left to right (the op's reference reconstruction), costing about
+    Contracts left to right (:func:`physkernels.mpo.cores.reference_mpo_weight`), costing about
     ``sum_k prod_{l<=k}(I_l J_l) D_{k-1} D_k`` multiply-adds.
     """
-    from ..ops.mpo_linear import reference_mpo_weight
-
     return reference_mpo_weight(validate_cores(cores))
 
 

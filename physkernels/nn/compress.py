@@ -14,8 +14,8 @@ from typing import Callable, Iterable, Mapping
 
 from torch import nn
 
-from ..nn.mpo import MPOConv2d, MPOLinear
-from .factorization import check_positive_int
+from ..mpo.factorization import check_positive_int
+from .mpo import MPOConv2d, MPOLinear
 
 _CONVERTERS = {nn.Linear: MPOLinear.from_linear, nn.Conv2d: MPOConv2d.from_conv}
 

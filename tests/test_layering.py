@@ -1,0 +1,73 @@
+"""The package's layering, read from the source (every import statement, module level or inside a function):
+``models`` builds on ``physkernels``; inside ``physkernels`` the ops and layers build on the MPO, Taylor and physics
+utilities, never the reverse (docs/ARCHITECTURE.md)."""
+
+import ast
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "physkernels")
+
+# package -> packages it must never import (directly or from inside a function)
+FORBIDDEN = {
+    "physkernels.mpo": ("physkernels.ops", "physkernels.nn", "physkernels.benchmarks", "models"),
+    "physkernels.taylor": ("physkernels.ops", "physkernels.nn", "physkernels.benchmarks", "models"),
+    "physkernels.physics": ("physkernels.nn", "physkernels.benchmarks", "models"),
+    "physkernels.data": ("physkernels.ops", "physkernels.nn", "physkernels.benchmarks", "models"),
+    "physkernels.ops": ("physkernels.nn", "physkernels.benchmarks", "models"),
+    "physkernels": ("models",),
+}
+
+
+def _module_name(path: str) -> str:
+    rel = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+    return rel[: -len(".__init__")] if rel.endswith(".__init__") else rel
+
+
+def _imports(path: str) -> set[str]:
+    """Absolute names of every module ``path`` imports (relative imports resolved)."""
+    name = _module_name(path)
+    package = name if path.endswith("__init__.py") else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(open(path).read(), path)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module
+            found.add(target)
+            found |= {f"{target}.{alias.name}" for alias in node.names}
+    return found
+
+
+def _modules():
+    for folder, _, files in os.walk(PACKAGE):
+        for f in files:
+            if f.endswith(".py"):
+                yield os.path.join(folder, f)
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_no_import_runs_back_up(layer):
+    bad = []
+    for path in _modules():
+        name = _module_name(path)
+        if name != layer and not name.startswith(layer + "."):
+            continue
+        for target in _imports(path):
+            if any(target == f or target.startswith(f + ".") for f in FORBIDDEN[layer]):
+                bad.append(f"{name} imports {target}")
+    assert not bad, bad
+
+
+def test_the_resolver_sees_relative_imports():
+    """The checker itself: relative imports are found and resolved to absolute module names."""
+    found = _imports(os.path.join(PACKAGE, "mpo", "tensor_train.py"))
+    assert "physkernels.mpo.cores" in found and "physkernels.mpo.factorization" in found
+    assert _imports(os.path.join(PACKAGE, "nn", "compress.py")) >= {"physkernels.nn.mpo",
+                                                                    "physkernels.mpo.factorization"}
