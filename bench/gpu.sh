@@ -37,7 +37,8 @@ if [[ "$stages" == *,suite,* ]]; then
 fi
 if [[ "$stages" == *,bench,* ]]; then
   for suite in ${GPU_SH_SUITES:-mpo cg2d taylor nnqft ising rbm}; do
-    timeout $(left 240) python3 -m physkernels.cli bench --device cuda --suite $suite --out bench/results --stem full_cuda_$suite 2>&1 \
+    timeout $(left 240) python3 -m physkernels.cli bench --device cuda --suite $suite --out bench/results \
+        --stem full_cuda_$suite 2>&1 \
       | tee -a "$out/bench.log" | tail -40 || status=1
   done
   tar czf "$out/results.tgz" bench/results/full_cuda_* 2>/dev/null

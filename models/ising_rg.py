@@ -601,8 +601,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="8x8 lattices, tiny data, 1 epoch (about 10 s on a 2-core CPU)")
     for field in _tunable_fields():
         parser.add_argument(f"--{field.name.replace('_', '-')}", type={"int": int, "float": float}[str(field.type)],
-                            default=None, help=f"{SETTING_HELP[field.name]} (default "
-                                               f"{getattr(Settings(), field.name)}; quick {getattr(QUICK, field.name)})")
+                            default=None, help=f"{SETTING_HELP[field.name]} (default {getattr(Settings(), field.name)};"
+                                               f" quick {getattr(QUICK, field.name)})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--results-dir", default=None,
                         help="also write stamped regressor/flow tables <stem>.json|md here (e.g. bench/results)")

@@ -13,8 +13,8 @@ turns tensors into pointers:
 * a list or tuple of tensors becomes a list of pointers (each element handled as above);
 * anything else (ints, floats, a CUDA stream handle) is passed unchanged.
 
-Floating-point tensors must have ``dtype`` when it is given; every tensor must be on ``device`` (default: the
-first tensor's device). A violation is a programming error inside physkernels, reported as ``TypeError`` /
+Floating-point tensors must have ``dtype`` when it is given; every tensor must be on the first tensor's
+device. A violation is a programming error inside physkernels, reported as ``TypeError`` /
 ``ValueError`` before the kernel runs.
 """
 
@@ -48,8 +48,8 @@ class Strided:
 
 
 class _Marshal:
-    def __init__(self, dtype: torch.dtype | None, device: torch.device | None):
-        self.dtype, self.device = dtype, device
+    def __init__(self, dtype: torch.dtype | None):
+        self.dtype, self.device = dtype, None
         self.held: list[torch.Tensor] = []
 
     def _check(self, t: torch.Tensor, role: str, position: str) -> None:
@@ -84,10 +84,9 @@ class _Marshal:
         return arg
 
 
-def launch(kernel: Callable, *args: Any, dtype: torch.dtype | None = None,
-           device: torch.device | None = None) -> Any:
+def launch(kernel: Callable, *args: Any, dtype: torch.dtype | None = None) -> Any:
     """Call ``kernel(*args)`` with every tensor argument replaced by a data pointer (see the module docstring)."""
-    marshal = _Marshal(dtype, None if device is None else torch.device(device))
+    marshal = _Marshal(dtype)
     pointers = [marshal.convert(a, f"argument {k}") for k, a in enumerate(args)]
     return kernel(*pointers)
 

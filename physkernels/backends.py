@@ -3,8 +3,9 @@
 The process default is ``set_backend(name)`` or the ``PHYSKERNELS_BACKEND`` environment variable (default
 ``auto``); the ``use_backend(name)`` context manager overrides it for the current thread or asyncio task only
 (a ``contextvars`` variable), so contexts in different threads neither see nor undo each other. ``auto`` asks
-each op for its fastest implementation available on the tensor's device. Each op owns an :class:`OpDispatcher` that maps backend names to implementations;
-asking for a backend that is not installed or that the op lacks raises :class:`BackendUnavailableError`.
+each op for its fastest implementation available on the tensor's device. Each op owns an :class:`OpDispatcher`
+that maps backend names to implementations; asking for a backend that is not installed or that the op lacks raises
+:class:`BackendUnavailableError`.
 """
 
 from __future__ import annotations

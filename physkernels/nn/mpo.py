@@ -82,6 +82,7 @@ class _MPOWeight(nn.Module):
         self.cores = nn.ParameterList(
             nn.Parameter(torch.empty(ranks[k], i, j, ranks[k + 1], **factory))
             for k, (i, j) in enumerate(zip(in_shape, out_shape)))
+        self._core_keys = [str(k) for k in range(len(in_shape))]  # the registry's keys while no core is replaced
         self.truncation_error: float | None = None  # relative Frobenius error of from_linear / from_conv
 
     # --- structure -------------------------------------------------------------------------------------------
@@ -123,7 +124,7 @@ class _MPOWeight(nn.Module):
         for hook in cores._forward_pre_hooks.values():
             hook(cores, ())
         params = cores._parameters
-        if len(params) == len(cores) and list(params) == [str(k) for k in range(len(cores))]:
+        if list(params) == self._core_keys:
             return list(params.values())
         return [cores[k] for k in range(len(cores))]
 

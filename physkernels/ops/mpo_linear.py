@@ -211,33 +211,32 @@ def _cpp_fused_config(core_shapes: tuple, groups: tuple, batch: int, itemsize: i
 
 
 def _cpp_fused_call(x, cores, groups):
-    """The C++ forward and backward kernels for x's dtype and the arguments every fused call shares (shapes,
-    groups, tile, threads)."""
+    """The kernel suffix for x's dtype and the arguments every fused call shares (shapes, groups, tile, threads)."""
     shapes = tuple(tuple(c.shape) for c in cores)
     groups = tuple(groups)
     tile, threads = _cpp_fused_config(shapes, groups, x.shape[0], x.element_size(), torch.get_num_threads())
     suffix = "f32" if x.dtype == torch.float32 else "f64"
-    return getattr(_extensions.cpu().mpo, "forward_" + suffix), getattr(_extensions.cpu().mpo, "backward_" + suffix), \
-        shapes, groups, tile, threads
+    return suffix, shapes, groups, tile, threads
 
 
 def _cpp_fused_forward(x, cores, groups):
     """``(y, [])``: the ltr chain over ``groups`` of ``cores`` (merged inside the kernel call; nothing is kept for
     the backward, which merges again and recomputes the chain in cache)."""
-    forward, _, shapes, groups, tile, threads = _cpp_fused_call(x, cores, groups)
+    suffix, shapes, groups, tile, threads = _cpp_fused_call(x, cores, groups)
     y = x.new_empty(x.shape[0], math.prod(s[2] for s in shapes))
-    launch(forward, x, x.shape[0], list(cores), shapes, groups, Out(y), tile, threads, dtype=x.dtype)
+    launch(getattr(_extensions.cpu().mpo, "forward_" + suffix), x, x.shape[0], list(cores), shapes, groups, Out(y),
+           tile, threads, dtype=x.dtype)
     return y, []
 
 
 def _cpp_fused_backward(grad, x, cores, groups, kept=None, need_x=True):
     """``(dx, [d core])`` (``kept``: unused, the forward keeps nothing); without ``need_x`` dx is None and the
     chain's first dIn is skipped."""
-    _, backward, shapes, groups, tile, threads = _cpp_fused_call(x, cores, groups)
+    suffix, shapes, groups, tile, threads = _cpp_fused_call(x, cores, groups)
     grad_x = x.new_empty(x.shape) if need_x else None
     grad_cores = [c.new_empty(c.shape) for c in cores]
-    launch(backward, grad, x, x.shape[0], list(cores), shapes, groups, Out(grad_x), [Out(g) for g in grad_cores],
-           tile, threads, dtype=x.dtype)
+    launch(getattr(_extensions.cpu().mpo, "backward_" + suffix), grad, x, x.shape[0], list(cores), shapes, groups,
+           Out(grad_x), [Out(g) for g in grad_cores], tile, threads, dtype=x.dtype)
     return grad_x, grad_cores
 
 
