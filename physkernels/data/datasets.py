@@ -32,7 +32,11 @@ class ImageSet:
 
 def _digits(split: str, seed: int = 0, test_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
     """sklearn's 1797 8x8 digits (values 0..16), split by a per-class shuffle with a fixed seed."""
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        raise ImportError("the offline digits dataset needs scikit-learn: pip install 'physkernels[models]' "
+                          "(or pip install scikit-learn)") from exc
 
     bunch = load_digits()
     images, labels = bunch.images.astype(np.float32) / 16.0, bunch.target.astype(np.int64)
