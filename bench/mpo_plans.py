@@ -22,8 +22,7 @@ from physkernels.benchmarks.harness import ResultTable, write_results
 from physkernels.benchmarks.mpo import SHAPES, random_cores
 from physkernels.mpo import contract, planner
 
-ops_module = sys.modules.get("physkernels.ops.mpo_linear") or __import__(
-    "importlib").import_module("physkernels.ops.mpo_linear")
+from physkernels.ops.mpo_linear import cpp_backend
 
 
 def cpu_time(fn, repeats: int = 3, budget: float = 1.5) -> float:
@@ -63,8 +62,8 @@ def main(argv=None) -> int:
         plans.sort(key=lambda p: p.forward.seconds + p.backward.seconds + p.recompute.seconds)
         measured = []
         for p in plans[:args.top]:
-            t = cpu_time(lambda: (contract.run_forward(p, x, cores, ops_module._cpp_fused_forward),
-                                  contract.run_backward(p, grad, x, cores, ops_module._cpp_fused_backward)))
+            t = cpu_time(lambda: (contract.run_forward(p, x, cores, cpp_backend.fused_forward),
+                                  contract.run_backward(p, grad, x, cores, cpp_backend.fused_backward)))
             measured.append((t, p))
         fastest = min(measured, key=lambda m: m[0])
         pick_t, pick = measured[0]

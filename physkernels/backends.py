@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import importlib
 import os
 from typing import Callable, Iterator
 
@@ -118,42 +119,83 @@ class OpDispatcher:
     """Maps backend names to one op's implementations and picks one per call.
 
     ``auto_order`` lists, per device type, the backends to try in order of speed for ``auto``; a key
-    ``"<device type>:<dtype>"`` (e.g. ``"cuda:float64"``) overrides it for that dtype when ``resolve``/``get`` are
-    given one. Implementations share one signature; ``register`` is used as a decorator::
+    ``"<device type>:<dtype>"`` (e.g. ``"cuda:float64"``) overrides it for that dtype. An implementation is
+    registered with :meth:`register` (a decorator) or :meth:`register_module` (a module imported on first use, for
+    backends whose module needs an optional package such as triton)::
 
         dispatch = OpDispatcher("mpo_linear", auto_order={"cpu": ("cpp", "reference")})
 
-        @dispatch.register("cpp")
+        @dispatch.register("cpp", supports=lambda x, cores: None if x.dtype in FLOATS else "float32/64 only")
         def _forward_cpp(x, cores): ...
+
+    Two optional hooks see the call's arguments: ``supports(*args) -> str | None`` declines a call the backend
+    cannot run (the reason: patch too large, unsupported dtype or order); ``auto`` passes over it and an explicit
+    choice raises :class:`BackendUnavailableError` with the reason. ``prefers(*args) -> bool`` (False: ``auto``
+    passes over the backend for this call, an explicit choice still runs it) encodes a measured crossover where a
+    later backend in ``auto_order`` is faster. A module registered with :meth:`register_module` provides them as
+    module-level functions ``supports`` and ``prefers``.
     """
 
     def __init__(self, op_name: str, auto_order: dict[str, tuple[str, ...]]):
         self.op_name = op_name
         self.auto_order = auto_order
         self._impls: dict[str, Callable] = {}
+        self._modules: dict[str, str] = {}
+        self._supports: dict[str, Callable] = {}
+        self._prefers: dict[str, Callable] = {}
         _DISPATCHERS[op_name] = self
 
-    def register(self, backend: str) -> Callable[[Callable], Callable]:
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    def register(self, backend: str, supports: Callable | None = None,
+                 prefers: Callable | None = None) -> Callable[[Callable], Callable]:
+        _check_backend_name(backend)
 
         def decorator(fn: Callable) -> Callable:
             self._impls[backend] = fn
+            if supports is not None:
+                self._supports[backend] = supports
+            if prefers is not None:
+                self._prefers[backend] = prefers
             return fn
 
         return decorator
 
-    def get_impl(self, backend: str) -> Callable:
+    def register_module(self, backend: str, module: str) -> None:
+        """Register the module named ``module`` (absolute import path) as ``backend``'s implementation: the
+        dispatcher imports it when the backend is first resolved and hands out the module itself."""
+        _check_backend_name(backend)
+        self._modules[backend] = module
+
+    def get_impl(self, backend: str):
         """The implementation registered for ``backend`` (KeyError when the op has none)."""
+        if backend not in self._impls and backend in self._modules:
+            module = importlib.import_module(self._modules[backend])
+            self._impls[backend] = module
+            for name, hooks in (("supports", self._supports), ("prefers", self._prefers)):
+                if hasattr(module, name):
+                    hooks[backend] = getattr(module, name)
         return self._impls[backend]
 
     @property
     def implemented(self) -> tuple[str, ...]:
-        return tuple(b for b in BACKENDS if b in self._impls)
+        return tuple(b for b in BACKENDS if b in self._impls or b in self._modules)
 
-    def resolve(self, device: torch.device | str, backend: str | None = None, dtype: torch.dtype | None = None) -> str:
-        """The backend that will run on ``device`` for tensors of ``dtype`` (``backend`` overrides the process-wide
-        choice)."""
+    def why_declined(self, backend: str, device: torch.device | str, call: tuple | None = None) -> str | None:
+        """None when ``backend`` is implemented, can run on ``device`` and accepts the call's arguments ``call``
+        (not checked when None); otherwise the reason."""
+        if backend not in self.implemented:
+            return f"{self.op_name} has no {backend!r} implementation; it implements {self.implemented}"
+        reason = why_unavailable(backend, device)
+        if reason is None and call is not None:
+            self.get_impl(backend)
+            supports = self._supports.get(backend)
+            reason = supports(*call) if supports is not None else None
+        return reason
+
+    def resolve(self, device: torch.device | str, backend: str | None = None, dtype: torch.dtype | None = None,
+                call: tuple | None = None) -> str:
+        """The backend that will run on ``device`` for tensors of ``dtype`` and, when given, the arguments ``call``
+        (``backend`` overrides the process-wide choice). ``auto`` takes the first backend of ``auto_order`` that
+        can run the call and prefers it, else ``reference``."""
         device = torch.device(device)
         choice = _validate(backend) if backend is not None else get_backend()
         if choice == "auto":
@@ -161,17 +203,22 @@ class OpDispatcher:
             if dtype is not None:
                 order = self.auto_order.get(f"{device.type}:{str(dtype).removeprefix('torch.')}", order)
             for candidate in order:
-                if candidate in self._impls and why_unavailable(candidate, device) is None:
-                    return candidate
+                if self.why_declined(candidate, device, call) is None:
+                    prefers = self._prefers.get(candidate)
+                    if call is None or prefers is None or prefers(*call):
+                        return candidate
             return "reference"
-        if choice not in self._impls:
-            raise BackendUnavailableError(
-                f"{self.op_name} has no {choice!r} implementation; it implements {self.implemented}"
-            )
-        reason = why_unavailable(choice, device)
+        reason = self.why_declined(choice, device, call)
         if reason is not None:
-            raise BackendUnavailableError(f"{self.op_name}: backend {choice!r} is unavailable: {reason}")
+            raise BackendUnavailableError(f"{self.op_name}: backend {choice!r} cannot run this call: {reason}")
         return choice
 
-    def get(self, device: torch.device | str, backend: str | None = None, dtype: torch.dtype | None = None) -> Callable:
-        return self._impls[self.resolve(device, backend, dtype)]
+    def get(self, device: torch.device | str, backend: str | None = None, dtype: torch.dtype | None = None,
+            call: tuple | None = None):
+        """The implementation :meth:`resolve` picks."""
+        return self.get_impl(self.resolve(device, backend, dtype, call))
+
+
+def _check_backend_name(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")

@@ -12,7 +12,7 @@ from torch import nn
 import physkernels
 from physkernels.backends import available_backends
 from physkernels.nn import CG2d
-from physkernels.ops.cg2d import _cg2d, _cg2d_backward, cg2d, num_pairs, num_triples, reference_cg2d, unfold_cg2d
+from physkernels.ops.cg2d import cg2d, num_pairs, num_triples, reference_cg2d, unfold_cg2d
 from physkernels.testing import check_against_reference
 
 CPU_BACKENDS = [b for b in ("cpp", "triton") if b in available_backends("cpu")]
@@ -299,10 +299,12 @@ def test_gradcheck(backend, cfg):
 def test_opcheck(cfg):
     x, w1, w2, bias, w3 = make_args(cfg)
     s, p, d, g = (list(v) if isinstance(v, tuple) else v for v in geometry(cfg))
-    torch.library.opcheck(_cg2d, (x.requires_grad_(), w1.requires_grad_(), w2.requires_grad_(), w3, bias, s, p, d, g))
+    torch.library.opcheck(torch.ops.physkernels.cg2d.default,
+                          (x.requires_grad_(), w1.requires_grad_(), w2.requires_grad_(), w3, bias, s, p, d, g))
     y = reference_cg2d(x.detach(), w1.detach(), w2.detach(), w3, bias, *geometry(cfg))
-    torch.library.opcheck(_cg2d_backward, (torch.randn_like(y), x.detach(), w1.detach(), w2.detach(), w3, bias, s, p,
-                                           d, g, True))
+    needs = [True, True, True, w3 is not None, bias is not None, False, False, False, False]
+    torch.library.opcheck(torch.ops.physkernels.cg2d_backward.default,
+                          (torch.randn_like(y), needs, x.detach(), w1.detach(), w2.detach(), w3, bias, s, p, d, g))
 
 
 def test_torch_compile_fullgraph():
@@ -358,7 +360,7 @@ def test_eager_path_equals_the_custom_op(backend, cfg):
             if path == "eager":
                 y = cg2d(xl, w1l, w2l, bl, s, p, d, g, weight3=w3l[0] if w3l else None)
             else:
-                y = _cg2d(xl, w1l, w2l, w3l[0] if w3l else None, bl, list(s), list(p), list(d), g)
+                y = torch.ops.physkernels.cg2d(xl, w1l, w2l, w3l[0] if w3l else None, bl, list(s), list(p), list(d), g)
             results.append([y] + list(torch.autograd.grad(y, leaves, torch.ones_like(y))))
     for a, b in zip(*results):
         assert torch.equal(a, b)
@@ -471,7 +473,7 @@ def test_bad_arguments_to_the_layer_and_geometry():
 def test_triton_spans_several_blocks_of_every_tiled_dimension():
     """17 output channels per group (two channel blocks of 16), 2 x 4 x 4 = 32 output positions and 25 input pixels
     (two blocks of 16 each), two groups: every grid axis of the forward, dW and dx kernels has several blocks."""
-    from physkernels.kernels import cg2d_triton
+    from physkernels.ops.cg2d import triton_backend as cg2d_triton
 
     block_o, block_r = cg2d_triton._blocks(17, True)
     assert 17 > block_o and 2 * 4 * 4 > block_r and 5 * 5 > block_r

@@ -119,11 +119,12 @@ def test_cg2d_custom_op_outputs_never_alias(backend):
         torch.randn(1, dtype=torch.float64)
     grad = torch.randn(2, 1, 3, 3, dtype=torch.float64)
     with physkernels.use_backend(backend):
-        outs = torch.ops.physkernels.cg2d_backward(grad, x, w1, w2, None, bias, [1, 1], [0, 0], [1, 1], 1, True)
+        needs = [True, True, True, False, True, False, False, False, False]
+        outs = torch.ops.physkernels.cg2d_backward(grad, needs, x, w1, w2, None, bias, [1, 1], [0, 0], [1, 1], 1)
         storages = [t.untyped_storage().data_ptr() for t in outs if t.numel()]
         assert len(storages) == len(set(storages))
         torch.library.opcheck(torch.ops.physkernels.cg2d_backward.default,
-                              (grad, x, w1, w2, None, bias, [1, 1], [0, 0], [1, 1], 1, True))
+                              (grad, needs, x, w1, w2, None, bias, [1, 1], [0, 0], [1, 1], 1))
         args = [t.requires_grad_() for t in (x, w1, w2)]
         y = torch.ops.physkernels.cg2d(*args, None, bias, [1, 1], [0, 0], [1, 1], 1)
         torch.autograd.grad(y, args, grad)

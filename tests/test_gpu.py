@@ -13,9 +13,9 @@ from physkernels import nn as pnn
 from physkernels.backends import available_backends
 from physkernels.mpo import planner
 from physkernels.ops import mpo_linear, reference_mpo_linear
-from physkernels.ops.cg2d import _cg2d, cg2d, reference_cg2d
-from physkernels.ops.mpo_linear import _mpo_linear
-from physkernels.ops.taylor_linear import _taylor_linear, reference_taylor_linear, taylor_linear
+from physkernels.ops.cg2d import cg2d, reference_cg2d
+from physkernels.ops.mpo_linear import cuda_backend
+from physkernels.ops.taylor_linear import reference_taylor_linear, taylor_linear
 from physkernels.physics import nnqft
 from physkernels.physics.ising import engines
 from physkernels.physics.rbm import all_binary_states, gibbs
@@ -31,27 +31,24 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a G
 # (tests/test_gpu_coverage.py) checks that every registered cuda/triton implementation is listed here, so a new GPU
 # backend without a GPU test fails CI even on machines without a GPU.
 GPU_TESTS = {
-    ("mpo_linear", "cuda"): ["test_mpo_matches_reference", "test_mpo_every_cuda_plan_matches_reference"],
-    ("mpo_linear_backward", "cuda"): ["test_mpo_matches_reference", "test_mpo_gradcheck_and_opcheck"],
+    ("mpo_linear", "cuda"): ["test_mpo_matches_reference", "test_mpo_every_cuda_plan_matches_reference",
+                             "test_mpo_gradcheck_and_opcheck"],
     ("mpo_linear", "triton"): ["test_mpo_matches_reference", "test_mpo_triton_fused_chain"],
-    ("mpo_linear_backward", "triton"): ["test_mpo_matches_reference"],
-    ("cg2d", "cuda"): ["test_cg2d_matches_reference", "test_kernels_span_several_blocks_of_every_tiled_dimension"],
-    ("cg2d_backward", "cuda"): ["test_cg2d_matches_reference", "test_cg2d_gradcheck_and_opcheck"],
+    ("cg2d", "cuda"): ["test_cg2d_matches_reference", "test_kernels_span_several_blocks_of_every_tiled_dimension",
+                       "test_cg2d_gradcheck_and_opcheck"],
     ("cg2d", "triton"): ["test_cg2d_matches_reference", "test_kernels_span_several_blocks_of_every_tiled_dimension"],
-    ("cg2d_backward", "triton"): ["test_cg2d_matches_reference"],
     ("taylor_linear", "cuda"): ["test_taylor_matches_reference",
-                                "test_kernels_span_several_blocks_of_every_tiled_dimension"],
-    ("taylor_linear_backward", "cuda"): ["test_taylor_matches_reference", "test_taylor_gradcheck_and_opcheck"],
+                                "test_kernels_span_several_blocks_of_every_tiled_dimension",
+                                "test_taylor_gradcheck_and_opcheck"],
     ("taylor_linear", "triton"): ["test_taylor_matches_reference",
                                   "test_kernels_span_several_blocks_of_every_tiled_dimension"],
-    ("taylor_linear_backward", "triton"): ["test_taylor_matches_reference"],
     ("nnqft_outputs", "cuda"): ["test_nnqft_green_functions_match_reference"],
     ("nnqft_outputs", "triton"): ["test_nnqft_green_functions_match_reference"],
     ("nnqft_bag_sums", "cuda"): ["test_nnqft_green_functions_match_reference"],
     ("nnqft_bag_sums", "triton"): ["test_nnqft_green_functions_match_reference"],
     ("rbm_gibbs", "triton"): ["test_rbm_triton_gibbs_samples_the_exact_transitions"],
-    ("ising_engine", "TritonMetropolisEngine"): ["test_ising_gpu_engine_matches_cpp_bit_for_bit"],
-    ("ising_engine", "CudaMetropolisEngine"): ["test_ising_gpu_engine_matches_cpp_bit_for_bit"],
+    ("ising_metropolis", "triton"): ["test_ising_gpu_engine_matches_cpp_bit_for_bit"],
+    ("ising_metropolis", "cuda"): ["test_ising_gpu_engine_matches_cpp_bit_for_bit"],
 }
 GPU_BACKENDS = [b for b in ("cuda", "triton") if torch.cuda.is_available() and b in available_backends("cuda")]
 DTYPES = {"cuda": (torch.float32, torch.float64), "triton": (torch.float32,)}  # Triton kernels run in float32
@@ -124,7 +121,7 @@ def test_mpo_every_cuda_plan_matches_reference(dtype, seed):
     plans = planner.enumerate_plans(*op_module.mpo_shapes(cores), x.shape[0], dtype, kernels=("gemm", "fused"))
     for p in plans:
         for keep in (False, True):
-            fn = _planned(p, op_module._cuda_fused_forward, op_module._cuda_fused_backward, keep)
+            fn = _planned(p, cuda_backend.fused_forward, cuda_backend.fused_backward, keep)
             check_on_gpu(fn, reference_mpo_linear, [x, cores], dtype)
 
 
@@ -132,12 +129,14 @@ def test_mpo_triton_fused_chain():
     """The Triton fused chain (inference forward) on batches below and across its tile, against float64."""
     if "triton" not in GPU_BACKENDS:
         pytest.skip("triton unavailable")
+    from physkernels.ops.mpo_linear import triton_backend
+
     x, cores, _ = random_problem(3, n_range=(3, 4), max_dim=4, max_rank=4)
     x, cores = to_gpu([x.reshape(-1, x.shape[-1]), cores], torch.float64)
     for batch in (1, 17, 300):
         xb = x.repeat(-(-batch // x.shape[0]), 1)[:batch]
         groups = tuple((k, k + 1) for k in range(len(cores)))
-        got = op_module._triton_fused_forward(xb.float(), [c.float() for c in cores], groups)[0].double()
+        got = triton_backend.fused_forward(xb.float(), [c.float() for c in cores], groups)[0].double()
         want = reference_mpo_linear(xb, cores)
         assert (got - want).norm() <= 3e-5 * want.norm(), f"batch {batch}"
 
@@ -149,7 +148,7 @@ def test_mpo_gradcheck_and_opcheck(backend):
     leaves = [x.requires_grad_(), bias.requires_grad_()] + [c.requires_grad_() for c in cores]
     with physkernels.use_backend(backend):
         assert torch.autograd.gradcheck(lambda x, b, *cs: mpo_linear(x, list(cs), b), tuple(leaves))
-        torch.library.opcheck(_mpo_linear, (x, cores, bias))
+        torch.library.opcheck(torch.ops.physkernels.mpo_linear.default, (x, cores, bias))
 
 
 # ------------------------------------------------------------------------------------------------------ CG2d
@@ -192,7 +191,8 @@ def test_cg2d_gradcheck_and_opcheck(backend):
     tensors = [t.requires_grad_() for t in (x, w1, w2, bias)]
     with physkernels.use_backend(backend):
         assert torch.autograd.gradcheck(lambda *t: cg2d(*t, s, p, d, g), tensors, fast_mode=True)
-        torch.library.opcheck(_cg2d, (x, w1, w2, None, bias, list(s), list(p), list(d), g))
+        torch.library.opcheck(torch.ops.physkernels.cg2d.default,
+                              (x, w1, w2, None, bias, list(s), list(p), list(d), g))
 
 
 # ---------------------------------------------------------------------------------------------------- Taylor
@@ -225,10 +225,10 @@ def test_kernels_span_several_blocks_of_every_tiled_dimension(backend):
 
 
 def test_taylor_auto_runs_triton_in_float32_and_cuda_in_float64():
-    from physkernels.ops.taylor_linear import _forward
+    from physkernels.ops.taylor_linear import op
 
-    assert _forward.resolve("cuda", dtype=torch.float32) == "triton"
-    assert _forward.resolve("cuda", dtype=torch.float64) == "cuda"
+    assert op.dispatcher.resolve("cuda", dtype=torch.float32) == "triton"
+    assert op.dispatcher.resolve("cuda", dtype=torch.float64) == "cuda"
 
 
 @pytest.mark.parametrize("backend", [b for b in GPU_BACKENDS if torch.float64 in DTYPES[b]])
@@ -237,7 +237,7 @@ def test_taylor_gradcheck_and_opcheck(backend):
     with physkernels.use_backend(backend):
         assert torch.autograd.gradcheck(lambda *a: taylor_linear(*a, 3),
                                         (x.requires_grad_(), w.requires_grad_(), b.requires_grad_()))
-        torch.library.opcheck(_taylor_linear, (x, w, b, 3))
+        torch.library.opcheck(torch.ops.physkernels.taylor_linear.default, (x, w, b, 3))
 
 
 # ---------------------------------------------------------------------------------------------------- layers

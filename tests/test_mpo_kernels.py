@@ -30,6 +30,7 @@ def check_fused_chain(seed: int = 0) -> None:
     import importlib
 
     op = importlib.import_module("physkernels.ops.mpo_linear")
+    cpp = importlib.import_module("physkernels.ops.mpo_linear.cpp_backend")
     gen = torch.Generator().manual_seed(seed)
     for (in_shape, out_shape, ranks), groupings, batches in CASES:
         bonds = (1, *ranks, 1)
@@ -44,15 +45,15 @@ def check_fused_chain(seed: int = 0) -> None:
                 # each core's gradient = the projection of dW onto it (the reference's chain rule)
                 want_gc = op.reference_weight_grad_to_cores(grad.t() @ x, cores)
                 for groups in groupings:
-                    y, _ = op._cpp_fused_forward(x, cores, groups)
-                    gx, gc = op._cpp_fused_backward(grad, x, cores, groups)
+                    y, _ = cpp.fused_forward(x, cores, groups)
+                    gx, gc = cpp.fused_backward(grad, x, cores, groups)
                     scale = want_y.abs().max()
                     assert (y - want_y).abs().max() <= tol * scale, (in_shape, groups, batch, dtype)
                     assert (gx - want_gx).abs().max() <= tol * want_gx.abs().max(), (in_shape, groups, batch, dtype)
                     for got, want in zip(gc, want_gc):
                         assert (got - want).abs().max() <= tol * want.abs().max(), (in_shape, groups, batch, dtype)
                     # without dx (x needs no gradient) the core gradients are the same bits
-                    no_gx, gc_only = op._cpp_fused_backward(grad, x, cores, groups, need_x=False)
+                    no_gx, gc_only = cpp.fused_backward(grad, x, cores, groups, need_x=False)
                     assert no_gx is None and all(torch.equal(a, b) for a, b in zip(gc_only, gc))
 
 

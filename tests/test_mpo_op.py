@@ -13,6 +13,8 @@ from physkernels.mpo import contract, plan, planner
 from physkernels.ops import mpo_linear, reference_mpo_linear
 from physkernels.testing import check_against_reference
 
+from physkernels.ops.mpo_linear import cpp_backend, plans
+
 op_module = sys.modules["physkernels.ops.mpo_linear"]
 
 TOL = {torch.float64: dict(atol=1e-9, rtol=1e-7), torch.float32: dict(atol=2e-4, rtol=2e-4)}
@@ -117,7 +119,7 @@ def test_every_plan_matches_reference(seed):
     assert len(plans) >= 2 ** (len(cores) - 1)
     for p in plans:
         for keep in (False, True):  # backward recomputing the chain states / using the forward's
-            fn = _planned(p, op_module._cpp_fused_forward, op_module._cpp_fused_backward, keep)
+            fn = _planned(p, cpp_backend.fused_forward, cpp_backend.fused_backward, keep)
             check_against_reference(fn, reference_mpo_linear, [x, cores])
 
 
@@ -154,10 +156,10 @@ def test_every_plan_skips_dx_when_x_needs_no_gradient(seed):
     kernels = ("gemm", "fused") if "cpp" in available_backends("cpu") else ("gemm",)
     for p in planner.enumerate_plans(*op_module.mpo_shapes(cores), x.shape[0], x.dtype, kernels=kernels):
         for keep in (False, True):
-            states = contract.run_forward(p, x, cores, op_module._cpp_fused_forward, keep_states=True)[1] \
+            states = contract.run_forward(p, x, cores, cpp_backend.fused_forward, keep_states=True)[1] \
                 if keep else None
-            full = contract.run_backward(p, grad, x, cores, op_module._cpp_fused_backward, states)
-            cores_only = contract.run_backward(p, grad, x, cores, op_module._cpp_fused_backward, states, need_x=False)
+            full = contract.run_backward(p, grad, x, cores, cpp_backend.fused_backward, states)
+            cores_only = contract.run_backward(p, grad, x, cores, cpp_backend.fused_backward, states, need_x=False)
             assert cores_only[0] is None and all(torch.equal(a, b) for a, b in zip(cores_only[1:], full[1:])), p
 
 
@@ -201,21 +203,21 @@ def test_fused_cpp_independent_of_thread_count():
     x, cores, _ = random_problem(7, n_range=(4, 4), dtype=torch.float32)
     groups = ((0, 2), (2, 3), (3, 4))
     merged = [contract.merge_group(cores[a:b])[0] for a, b in groups]
-    steps, _ = op_module._fused_layout(tuple(tuple(c.shape) for c in merged), 1, 4, False)
+    steps, _ = plans.fused_layout(tuple(tuple(c.shape) for c in merged), 1, 4, False)
     macs_per_sample = sum(count * m * k * rest for count, m, k, rest in steps)
     batch = 2**18 // macs_per_sample + 37  # enough work for the kernel to use every thread; a partial last tile
-    _, _, tile = op_module._fused_chain(merged, batch, 4)
+    _, _, tile = plans.fused_chain(merged, batch, 4)
     assert -(-batch // tile) >= 2
     x = torch.randn(batch, x.shape[-1])
-    assert op_module._fused_threads(steps, batch, tile) == min(torch.get_num_threads(), -(-batch // tile))
+    assert plans.fused_threads(steps, batch, tile) == min(torch.get_num_threads(), -(-batch // tile))
     grad = torch.randn(batch, math.prod(c.shape[2] for c in cores))
     previous = torch.get_num_threads()
     results = []
     try:
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
-            y, _ = op_module._cpp_fused_forward(x, cores, groups)
-            gx, gc = op_module._cpp_fused_backward(grad, x, cores, groups)
+            y, _ = cpp_backend.fused_forward(x, cores, groups)
+            gx, gc = cpp_backend.fused_backward(grad, x, cores, groups)
             results.append([y, gx, *gc])
     finally:
         torch.set_num_threads(previous)
@@ -226,12 +228,14 @@ def test_fused_cpp_independent_of_thread_count():
 
 @pytest.mark.skipif("triton" not in available_backends("cpu"), reason="triton interpreter unavailable")
 def test_triton_fused_chain_interpreted():
+    from physkernels.ops.mpo_linear import triton_backend
+
     x, cores, bias = random_problem(3, n_range=(3, 3), dtype=torch.float32)
     x = x.reshape(-1, x.shape[-1])
     wide = torch.randn(70, x.shape[1])  # several batch tiles of the chain kernel (tile 16 or 32)
     for batch in (x, wide):
         for groups in (((0, 1), (1, 2), (2, 3)), ((0, 2), (2, 3))):
-            y, _ = op_module._triton_fused_forward(batch, cores, groups)
+            y, _ = triton_backend.fused_forward(batch, cores, groups)
             torch.testing.assert_close(y, independent_mpo_linear(batch, cores), **TOL[torch.float32])
     with physkernels.use_backend("triton"):
         check_against_reference(mpo_linear, reference_mpo_linear, [x, cores, bias], **TOL[torch.float32])
@@ -254,7 +258,7 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.physkernels.mpo_linear.default, (x, cores, bias))
     torch.library.opcheck(torch.ops.physkernels.mpo_linear.default, (x, cores, None))
     grad = torch.randn(x.shape[0], bias.shape[0], dtype=x.dtype)
-    torch.library.opcheck(torch.ops.physkernels.mpo_linear_backward.default, (grad, x, cores))
+    torch.library.opcheck(torch.ops.physkernels.mpo_linear_backward.default, (grad, [True, True, False], x, cores, None))
 
 
 def test_torch_compile_fullgraph():

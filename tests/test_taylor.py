@@ -10,7 +10,7 @@ import torch
 
 import physkernels
 from physkernels.nn import TaylorLinear
-from physkernels.ops.taylor_linear import _taylor_linear, reference_features, reference_taylor_linear, taylor_linear
+from physkernels.ops.taylor_linear import reference_features, reference_taylor_linear, taylor_linear
 from physkernels.taylor import (INDEX_LIMIT, monomial_count, monomials, quadratic_weights_by_distance, row_table,
                                 term_rows)
 from physkernels.testing import check_against_reference, random_tensor
@@ -117,8 +117,8 @@ def test_gradcheck(backend):
 def test_opcheck(backend):
     x, w, b = _args(3, 2, 2, 4, seed=5)
     with physkernels.use_backend(backend):
-        torch.library.opcheck(_taylor_linear, (x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), 2))
-        torch.library.opcheck(_taylor_linear, (x, w, None, 2))
+        torch.library.opcheck(torch.ops.physkernels.taylor_linear.default, (x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), 2))
+        torch.library.opcheck(torch.ops.physkernels.taylor_linear.default, (x, w, None, 2))
 
 
 def test_torch_compile_fullgraph():
@@ -394,7 +394,7 @@ def test_eager_path_matches_the_custom_op():
 def test_triton_spans_several_blocks_of_every_tiled_dimension():
     """70 outputs (two output blocks of 64), 40 samples (three batch blocks of 16), 27 terms (two term blocks of
     16): a kernel that ignores a block index leaves or duplicates whole tiles."""
-    from physkernels.kernels import taylor_triton
+    from physkernels.ops.taylor_linear import triton_backend as taylor_triton
 
     x, w, b = _args(6, 2, 70, 40, seed=41)
     bb, bt, bo = taylor_triton._blocks(x, 70)

@@ -11,7 +11,7 @@ from .harness import ResultTable, median_time
 
 
 def _triton_max_units() -> int:
-    from ..kernels.rbm_triton import MAX_UNITS
+    from ..physics.rbm.triton_kernels import MAX_UNITS
 
     return MAX_UNITS
 

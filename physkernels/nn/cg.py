@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..ops.cg2d import _pair, cg2d, num_pairs, num_triples
+from ..ops.cg2d import cg2d, int_pair, num_pairs, num_triples
 
 __all__ = ["CG2d"]
 
@@ -82,9 +82,9 @@ class CG2d(nn.Module):
             raise ValueError(f"CG2d supports numeric zero padding only, got padding={padding!r}, "
                              f"padding_mode={padding_mode!r}")
         self.in_channels, self.out_channels, self.groups, self.order = in_channels, out_channels, groups, order
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride, self.padding = _pair(stride, "stride"), _pair(padding, "padding")
-        self.dilation = _pair(dilation, "dilation")
+        self.kernel_size = int_pair(kernel_size, "kernel_size")
+        self.stride, self.padding = int_pair(stride, "stride"), int_pair(padding, "padding")
+        self.dilation = int_pair(dilation, "dilation")
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
             raise ValueError(f"kernel_size, stride and dilation must be >= 1 and padding >= 0, got "
                              f"{self.kernel_size}, {self.stride}, {self.dilation}, {self.padding}")

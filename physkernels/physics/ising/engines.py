@@ -12,6 +12,7 @@ import torch
 
 from ... import _extensions
 from ..._kernel_args import Out, launch
+from ...backends import OpDispatcher, get_backend
 from . import reference
 
 
@@ -140,7 +141,7 @@ class TritonMetropolisEngine(_DeviceMetropolisEngine):
         return _triton_importable() and (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1")
 
     def _sweeps(self, n_steps):
-        from ...kernels import ising_triton
+        from . import triton_kernels as ising_triton
 
         ising_triton.metropolis_multispin(self.words, self.beta, n_steps, self.seed, self.step)
         self.step += n_steps
@@ -258,3 +259,26 @@ ENGINES = {
     ("metropolis", "reference"): ReferenceMetropolisEngine,
     ("swendsen_wang", "reference"): ReferenceSwendsenWangEngine,
 }
+
+
+def _engine_supports(cls):
+    """The ``supports`` hook of an engine class: its ``available()`` (the compiled module or GPU it needs)."""
+    def supports() -> str | None:
+        return None if cls.available() else f"{cls.__name__} is not available here (module not built or no GPU)"
+    return supports
+
+
+# One dispatcher per algorithm: ``auto`` takes the compiled engine when it is built, else numpy; the GPU engines
+# run when chosen (``physkernels.set_backend``/``use_backend`` or ``sample(backend=...)``).
+DISPATCHERS = {algorithm: OpDispatcher(f"ising_{algorithm}", auto_order={"cpu": ("cpp", "reference")})
+               for algorithm in sorted({a for a, _ in ENGINES})}
+for (_algorithm, _backend), _cls in ENGINES.items():
+    DISPATCHERS[_algorithm].register(_backend, supports=_engine_supports(_cls))(_cls)
+
+
+def resolve(algorithm: str, backend: str | None = None) -> str:
+    """The backend that runs ``algorithm``: ``backend`` when given (``"auto"`` included), else the process-wide
+    choice (``physkernels.set_backend`` / ``use_backend``). BackendUnavailableError when it cannot run here."""
+    name = backend if backend is not None else get_backend()
+    device = "cuda" if name in ("cuda", "triton") and torch.cuda.is_available() else "cpu"
+    return DISPATCHERS[algorithm].resolve(device, backend, call=())

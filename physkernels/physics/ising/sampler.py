@@ -96,7 +96,7 @@ def _validate(L, beta, n_samples, algorithm, seed, n_chains, backend):
     if n_chains is not None and (not isinstance(n_chains, (int, np.integer)) or n_chains < 1):
         raise ValueError(f"n_chains must be a positive integer or None, got {n_chains!r}")
     table = _engine_table()
-    if backend != "auto" and (algorithm, backend) not in table:
+    if backend not in (None, "auto") and (algorithm, backend) not in table:
         names = sorted({b for (a, b) in table if a == algorithm})
         raise ValueError(f"backend for {algorithm!r} must be 'auto' or one of {names}, got {backend!r}")
 
@@ -130,7 +130,7 @@ def _thermalize_wolff(engine, L: int, steps: int, chunk: int = 10) -> tuple[int,
 
 def sample(L: int, beta: float, n_samples: int, algorithm: str = "wolff", seed: int = 0, *,
            n_chains: int | None = None, thermalization: int = 100, spacing: int | None = None,
-           backend: str = "auto", return_info: bool = False, progress: bool = False):
+           backend: str | None = None, return_info: bool = False, progress: bool = False):
     """Draw ``n_samples`` equilibrium configurations of the ``L x L`` periodic Ising model (``J = 1``).
 
     Args:
@@ -144,7 +144,8 @@ def sample(L: int, beta: float, n_samples: int, algorithm: str = "wolff", seed: 
         thermalization: initial thermalisation steps (extended to at least ``20 tau``).
         spacing: steps between snapshots of a chain; default ``max(1, ceil(2 tau))``. A smaller value than
             ``2 tau`` is honoured but the samples are then correlated (``info.spacing`` tells).
-        backend: ``"auto"`` (C++ when built, else numpy), ``"cpp"``, ``"reference"`` (numpy), and for
+        backend: None (the process-wide choice: ``physkernels.set_backend`` / ``use_backend``, default
+            ``auto``), ``"auto"`` (C++ when built, else numpy), ``"cpp"``, ``"reference"`` (numpy), and for
             Metropolis ``"cuda"`` / ``"triton"`` (GPU; same chains bit for bit as ``"cpp"``).
         return_info: also return a :class:`SampleInfo`.
         progress: show a tqdm progress bar over production rounds.
@@ -161,9 +162,9 @@ def sample(L: int, beta: float, n_samples: int, algorithm: str = "wolff", seed: 
     start = time.perf_counter()
     L, beta, n_samples, seed = int(L), float(beta), int(n_samples), int(seed)
     n_chains = int(n_chains) if n_chains is not None else _default_chains(algorithm, n_samples)
-    if backend == "auto":  # the Triton CPU interpreter is for tests only
-        choices = [b for b in available_backends(algorithm) if b != "triton" or torch.cuda.is_available()]
-        backend = choices[0]
+    from . import engines
+
+    backend = engines.resolve(algorithm, backend)
     engine = _engine_table()[(algorithm, backend)](L, beta, n_chains, seed)
 
     flips_per_step = None

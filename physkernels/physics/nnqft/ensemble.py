@@ -137,14 +137,14 @@ def _(points, law, first_bag, n_bags, nets_per_bag, table):
 
 @_outputs.register("triton")
 def _(points, law, first_net, n_nets):
-    from ...kernels.nnqft_triton import triton_outputs
+    from .triton_kernels import triton_outputs
 
     return triton_outputs(points, law, first_net, n_nets)
 
 
 @_bag_sums.register("triton")
 def _(points, law, first_bag, n_bags, nets_per_bag, table):
-    from ...kernels.nnqft_triton import triton_bag_sums
+    from .triton_kernels import triton_bag_sums
 
     return triton_bag_sums(points, law, first_bag, n_bags, nets_per_bag, table)
 

@@ -1,4 +1,5 @@
-"""Triton kernels of ``taylor_linear`` (fused: features are built per tile in registers, never stored).
+"""``taylor_linear`` in Triton (fused: features are built per tile in registers, never stored); the float32 GPU path,
+and CPU tensors under ``TRITON_INTERPRET=1``.
 
 Feature tile F (BLOCK_B samples x BLOCK_T terms): term t sits in row r = term_rows[t] of the row table, whose
 prefix (<= order-1 indices, a lower-degree monomial) is multiplied by one more x, x[j] with
@@ -15,6 +16,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from .reference import index_table
 
 
 @triton.jit
@@ -153,8 +156,16 @@ def _blocks(x: torch.Tensor, out: int) -> tuple[int, int, int]:
     return block_b, block_t, block_o
 
 
-def forward(x, weight, bias, rows, term_rows):
-    """y (B, O) for contiguous x (B, n), weight (O, T); rows/term_rows from physkernels.taylor on x's device."""
+def _tables(x, order):
+    n = x.shape[1]
+    return index_table("rows", n, order, x.device), index_table("term_rows", n, order, x.device)
+
+
+def forward(x, weight, bias, order):
+    """y (B, O) for x (B, n), weight (O, T), bias (O) or None."""
+    x, weight = x.contiguous(), weight.contiguous()
+    bias = bias.contiguous() if bias is not None else None
+    rows, term_rows = _tables(x, order)
     (batch, n), (out, terms) = x.shape, weight.shape
     y = x.new_empty(batch, out)
     if batch == 0:
@@ -167,7 +178,16 @@ def forward(x, weight, bias, rows, term_rows):
     return y
 
 
-def backward_weight(grad, x, rows, term_rows, terms):
+def backward(grad, needs, x, weight, bias, order, kept=None):
+    """(dx, dW, dbias, None): dW = grad^T . features(x), dx by the one-hot scatter kernel."""
+    grad, x, weight = grad.contiguous(), x.contiguous(), weight.contiguous()
+    rows, term_rows = _tables(x, order)
+    dx = _backward_input(grad, x, weight, rows, term_rows) if needs[0] else None
+    dweight = _backward_weight(grad, x, rows, term_rows, weight.shape[1]) if needs[1] else None
+    return dx, dweight, grad.sum(0), None
+
+
+def _backward_weight(grad, x, rows, term_rows, terms):
     """dW (O, T) = grad^T . features(x)."""
     (batch, n), out = x.shape, grad.shape[1]
     dweight = x.new_zeros(out, terms)
@@ -181,7 +201,7 @@ def backward_weight(grad, x, rows, term_rows, terms):
     return dweight
 
 
-def backward_input(grad, x, weight, rows, term_rows):
+def _backward_input(grad, x, weight, rows, term_rows):
     """dx (B, n) for the cotangent grad (B, O)."""
     (batch, n), (out, terms) = x.shape, weight.shape
     dx = torch.zeros_like(x)

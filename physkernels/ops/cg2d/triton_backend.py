@@ -1,4 +1,5 @@
-"""Triton kernels of CG2d (order 2): fused forward, weight gradient and input gradient; no im2col, no atomics.
+"""CG2d in Triton (order 2): fused forward, weight gradient and input gradient; no im2col, no atomics. Runs on
+CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1``.
 
 Feature table: feature f of a channel's patch is ``x_{fp[f]} * (x_{fq[f]} if fq[f] >= 0 else 1)`` (f < F), i.e. the
 P values then the pairs p <= q in ``torch.triu_indices`` order, padded with zero features to FP (a power of two
@@ -20,8 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .._kernel_args import device_constant
-from ..ops.cg2d import output_size
+from ..._kernel_args import device_constant
+from .reference import output_size
 
 
 def _feature_table(patch: int, device) -> tuple[torch.Tensor, torch.Tensor, int, int]:
@@ -191,7 +192,11 @@ def _blocks(og: int, interpreted: bool) -> tuple[int, int]:
     return block_o, 16 if interpreted else 64
 
 
-def forward(x, weight, weight2, bias, stride, padding, dilation, groups):
+def supports(x, weight, weight2, weight3, bias, stride, padding, dilation, groups) -> str | None:
+    return "the triton kernels implement order 2 only (weight3 was given)" if weight3 is not None else None
+
+
+def forward(x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
     """y = cg2d(x, weight, weight2, bias) (order 2) with the Triton forward kernel."""
     b, c_in, h, w = x.shape
     c_out, cg, kh, kw = weight.shape
@@ -210,8 +215,8 @@ def forward(x, weight, weight2, bias, stride, padding, dilation, groups):
     return y
 
 
-def backward(grad, x, weight, weight2, bias, stride, padding, dilation, groups, compute_dx):
-    """(dx or None, dweight, dweight2, dbias or None) with the Triton backward kernels."""
+def backward(grad, needs, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, kept=None):
+    """(dx or None, dweight, dweight2, None, dbias or None, ...) with the Triton backward kernels."""
     b, c_in, h, w = x.shape
     c_out, cg, kh, kw = weight.shape
     og = c_out // groups
@@ -226,7 +231,7 @@ def backward(grad, x, weight, weight2, bias, stride, padding, dilation, groups, 
         grad, x, dpacked, fp, fq, n, ho * wo, wo, cg, og, c_out, count, h, w, *x.stride(), FP=padded,
         BLOCK_R=block_r, BLOCK_O=block_o, **geo)
     dx = None
-    if compute_dx:
+    if needs[0]:
         dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
         _input_grad_kernel[(triton.cdiv(h * w, block_r), b * c_in)](
             grad, x, packed, dx, fp, fq, ho, wo, c_in, cg, og, c_out, count, h, w, *x.stride(), KH=kh, FP=padded,
@@ -234,5 +239,5 @@ def backward(grad, x, weight, weight2, bias, stride, padding, dilation, groups, 
     dw1, dw2 = torch.split(dpacked, [kh * kw, dpacked.shape[2] - kh * kw], dim=2)
     dbias = grad.sum((0, 2, 3)) if bias is not None else None
     # copies, not views: the two gradients must not share dpacked's storage (custom ops may not return aliases)
-    return dx, dw1.reshape(weight.shape).clone(memory_format=torch.contiguous_format), \
-        dw2.clone(memory_format=torch.contiguous_format), dbias
+    return (dx, dw1.reshape(weight.shape).clone(memory_format=torch.contiguous_format),
+            dw2.clone(memory_format=torch.contiguous_format), None, dbias, None, None, None, None)

@@ -1,4 +1,5 @@
-"""Triton fused MPO chain (forward): one program per batch tile runs every step of the left-to-right chain.
+"""``mpo_linear`` in Triton (float32): the planned contraction, with a fused chain kernel for the forward in which
+one program per batch tile runs every step of the left-to-right chain.
 
 The chain is the planner's (``physkernels.mpo.planner.chain_steps``): step s computes, for c < count_s,
 ``out[c] (m_s x rest_s*TILE) = A_s (m_s x k_s) @ in[c] (k_s x rest_s*TILE)`` with the tile's samples fastest.
@@ -14,7 +15,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .._kernel_args import device_constant
+from ..._kernel_args import device_constant
+from ...mpo import contract
+from .plans import fused_chain, planned_backward, planned_forward
 
 
 @triton.jit
@@ -74,8 +77,6 @@ def _chain_forward_kernel(x_ptr, y_ptr, mats_ptr, table_ptr, scratch_ptr, batch,
 def chain_forward(x: torch.Tensor, mats: list[torch.Tensor], steps: list[tuple[int, int, int, int]],
                   tile: int = 16) -> torch.Tensor:
     """y (B, out) of the ltr chain: ``mats[s]`` is A_s (m x k) and ``steps[s] = (count, m, k, rest)``."""
-    if x.dtype != torch.float32:
-        raise TypeError(f"the Triton MPO chain runs in float32, got x of dtype {x.dtype}")
     batch, in_features = x.shape
     out_features = steps[-1][0] * steps[-1][1] * steps[-1][3]
     offsets, total = [], 0
@@ -93,3 +94,29 @@ def chain_forward(x: torch.Tensor, mats: list[torch.Tensor], steps: list[tuple[i
     _chain_forward_kernel[(n_tiles,)](x.contiguous(), y, flat, table, scratch, batch, in_features, out_features,
                                       len(steps), half, TILE=tile, BM=16, BK=16, BN=16)
     return y
+
+
+def supports(x, cores, bias) -> str | None:
+    return None if x.dtype == torch.float32 else f"the triton backend runs in float32, got x of dtype {x.dtype}"
+
+
+def _merged_forward(x, merged):
+    mats, steps, tile = fused_chain(merged, x.shape[0], x.element_size())
+    return chain_forward(x, mats, steps, tile=max(tile, 16))
+
+
+fused_forward = contract.forward_on_merged_cores(_merged_forward)
+
+
+def forward(x, cores, bias):
+    return planned_forward(x, cores, bias, ("gemm", "fused"), fused_forward)
+
+
+def forward_keep(x, cores, bias):
+    """With autograd the gemm plans run (the fused kernel covers the forward chain only; the backward needs the
+    gemm chain's states)."""
+    return planned_forward(x, cores, bias, ("gemm",), None, keep_states=True)
+
+
+def backward(grad, needs, x, cores, bias, kept=None):
+    return planned_backward(grad, needs, x, cores, bias, ("gemm",), None, kept)

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import _extensions
-from .._kernel_args import Out, launch
-from ..backends import OpDispatcher, get_backend, why_unavailable
+from ... import _extensions
+from ..._kernel_args import Out, launch
+from ...backends import OpDispatcher
 
 MAX_ENUMERATION_UNITS = 24
 # auto on CPU uses the fused C++ kernel up to this many weights (per-chain matrix-vector products; beyond it
@@ -28,9 +28,7 @@ MAX_ENUMERATION_UNITS = 24
 _CPP_AUTO_MAX_WEIGHTS = 1 << 14
 _WORK_PER_THREAD = 1 << 18  # multiply-adds per OpenMP thread below which the C++ kernel stays serial
 
-# The Triton kernel runs in float32 only, so float64 on a GPU samples with torch.
-_gibbs = OpDispatcher("rbm_gibbs", auto_order={"cpu": ("cpp", "reference"), "cuda": ("triton", "reference"),
-                                               "cuda:float64": ("reference",)})
+_gibbs = OpDispatcher("rbm_gibbs", auto_order={"cpu": ("cpp", "reference"), "cuda": ("triton", "reference")})
 
 
 @_gibbs.register("reference")
@@ -43,7 +41,13 @@ def _gibbs_reference(v0, W, b, c, k, seed, step_offset):
     return v, h
 
 
-@_gibbs.register("cpp")
+def _cpp_prefers(v0, W, b, c, k, seed, step_offset) -> bool:
+    """auto uses the fused C++ kernel up to 16384 weights (measured, bench/results/rbm.md: batched BLAS beats the
+    per-chain kernel above)."""
+    return W.numel() <= _CPP_AUTO_MAX_WEIGHTS
+
+
+@_gibbs.register("cpp", prefers=_cpp_prefers)
 def _gibbs_cpp(v0, W, b, c, k, seed, step_offset):
     v_out = v0.new_empty(v0.shape)
     h_out = v0.new_empty(v0.shape[0], W.shape[1])
@@ -56,23 +60,21 @@ def _gibbs_cpp(v0, W, b, c, k, seed, step_offset):
     return v_out, h_out
 
 
-@_gibbs.register("triton")
+def _triton_supports(v0, W, b, c, k, seed, step_offset) -> str | None:
+    from .triton_kernels import MAX_UNITS
+
+    if v0.dtype != torch.float32:
+        return f"the triton kernel runs in float32, got {v0.dtype}"
+    if max(W.shape) > MAX_UNITS:
+        return f"the triton kernel holds W on chip: nv and nh must be <= {MAX_UNITS}, got {tuple(W.shape)}"
+    return None
+
+
+@_gibbs.register("triton", supports=_triton_supports)
 def _gibbs_triton(v0, W, b, c, k, seed, step_offset):
-    from ..kernels import rbm_triton
+    from .triton_kernels import gibbs as triton_gibbs
 
-    return rbm_triton.gibbs(v0, W, b, c, k, seed, step_offset)
-
-
-def _fused_kernel_unsuited(W: torch.Tensor) -> bool:
-    """Whether ``auto`` should sample with the reference: on CPU above 16384 weights (measured, bench/results/rbm.md:
-    batched BLAS beats the per-chain kernel there); on a GPU when W does not fit the Triton kernel's on-chip tile."""
-    if W.device.type == "cpu":
-        return W.numel() > _CPP_AUTO_MAX_WEIGHTS
-    if why_unavailable("triton", W.device) is None:
-        from ..kernels.rbm_triton import MAX_UNITS
-
-        return max(W.shape) > MAX_UNITS
-    return False
+    return triton_gibbs(v0, W, b, c, k, seed, step_offset)
 
 
 def gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k: int = 1, seed: int = 0,
@@ -101,11 +103,9 @@ def gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if not isinstance(seed, int) or seed < 0 or not isinstance(step_offset, int) or step_offset < 0:
         raise ValueError(f"seed and step_offset must be non-negative integers, got {seed!r}, {step_offset!r}")
-    if backend is None and get_backend() == "auto" and _fused_kernel_unsuited(W):
-        backend = "reference"
     with torch.no_grad():
-        tensors = [t.detach().contiguous() for t in (v0, W, b, c)]
-        return _gibbs.get(v0.device, backend, v0.dtype)(*tensors, k, seed, step_offset)
+        call = (*(t.detach().contiguous() for t in (v0, W, b, c)), k, seed, step_offset)
+        return _gibbs.get(v0.device, backend, v0.dtype, call=call)(*call)
 
 
 def all_binary_states(n: int, dtype=torch.float64, device=None) -> torch.Tensor:

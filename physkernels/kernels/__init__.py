@@ -1,1 +1,0 @@
-"""Triton kernels (imported lazily by the ops: triton is optional)."""
