@@ -25,14 +25,6 @@ inline int max_threads() {
 #endif
 }
 
-inline void set_num_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
-#else
-    (void)n;
-#endif
-}
-
 // Threads to use for a call: `requested` <= 0 means the library default.
 inline int resolve_threads(int requested) { return requested > 0 ? requested : max_threads(); }
 

@@ -234,3 +234,41 @@ class DenseNet(PaperModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x).mean(dim=(2, 3)))
+
+
+# The MPO the paper puts on DenseNet (16, 12, 12)'s "last heaviest convolutional layer" (Sec. III.3, with the FC as
+# M^{1,5,2,1}_{4,4,7,4}(4); "rho ~ 0.497"): M^{2,4,4,3,4,2}_{4,5,8,11,4,4}(20), a map of 28160 = 440 * 8 * 8
+# inputs to 768 = 12 * 8 * 8 outputs, i.e. a whole 8x8 feature map of 440 channels to one of 12 (the growth k).
+DENSENET_CONV_MPO = ((4, 5, 8, 11, 4, 4), (2, 4, 4, 3, 4, 2), 20)
+
+
+def densenet_conv_mpo_accounting() -> dict:
+    """Eq. 6 / Eq. 9 counts of the paper's DenseNet conv MPO, built as stated (``MPOLinear`` with the shapes of
+    :data:`DENSENET_CONV_MPO`), against each reading of what it replaces.
+
+    Returns the MPO's parameters with the bonds capped at their useful rank (what ``MPOLinear`` stores: a bond
+    beyond ``min(prod of the dims on either side)`` adds nothing) and with every inner bond D = 20 (Eq. 6 read
+    literally); rho of the layer against a 3x3 convolution 440 -> 12 (the map's channels) and against the whole
+    dense map (28160 x 768); Eq. 9 over both replaced layers (this MPO and the FC MPO, against the 3x3 conv and
+    the 448 x 10 FC); and the input channels of DenseNet (16, 12, 12)'s last dense layer here (16 + 35 * 12 = 436,
+    not 440: the stated MPO does not fit the network as the paper describes it).
+    """
+    in_shape, out_shape, bond = DENSENET_CONV_MPO
+    layer = pknn.MPOLinear(in_shape, out_shape, bond, bias=False)
+    capped = sum(c.numel() for c in layer.cores)
+    bonds = (1,) + (bond,) * (len(in_shape) - 1) + (1,)
+    literal = sum(bonds[k] * i * j * bonds[k + 1] for k, (i, j) in enumerate(zip(in_shape, out_shape)))
+    fc_shape, fc_out = DENSENET_FC_SHAPES[(16, 12, 12)], (1, 5, 2, 1)
+    fc = pknn.MPOLinear(fc_shape, fc_out, 4, bias=False)
+    fc_mpo, fc_dense = sum(c.numel() for c in fc.cores), 448 * 10
+    channels_in, channels_out = layer.in_features // 64, layer.out_features // 64
+    conv3x3, whole_map = channels_in * channels_out * 9, layer.in_features * layer.out_features
+    return {"mpo": "M^{2,4,4,3,4,2}_{4,5,8,11,4,4}(20)", "in_features": layer.in_features,
+            "out_features": layer.out_features, "map_channels_in": channels_in, "map_channels_out": channels_out,
+            "ranks_capped": [c.shape[3] for c in layer.cores][:-1], "n_mpo_capped": capped,
+            "n_mpo_literal_d20": literal, "n_conv3x3": conv3x3, "n_whole_map": whole_map,
+            "rho_vs_conv3x3_capped": capped / conv3x3, "rho_vs_conv3x3_literal": literal / conv3x3,
+            "rho_vs_whole_map_capped": capped / whole_map,
+            "rho_eq9_with_fc_capped": (capped + fc_mpo) / (conv3x3 + fc_dense),
+            "rho_eq9_with_fc_literal": (literal + fc_mpo) / (conv3x3 + fc_dense), "paper_rho": 0.497,
+            "densenet_16_12_12_last_layer_channels": 16 + 35 * 12}

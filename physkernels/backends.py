@@ -175,6 +175,12 @@ class OpDispatcher:
                     hooks[backend] = getattr(module, name)
         return self._impls[backend]
 
+    def source(self, backend: str) -> str:
+        """The module that implements ``backend`` (its name; the module is not imported)."""
+        if backend in self._modules:
+            return self._modules[backend]
+        return getattr(self._impls[backend], "__module__", "")
+
     @property
     def implemented(self) -> tuple[str, ...]:
         return tuple(b for b in BACKENDS if b in self._impls or b in self._modules)

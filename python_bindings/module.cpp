@@ -22,7 +22,6 @@ PYBIND11_MODULE(_C, m) {
 #endif
         return info;
     });
-    m.def("set_num_threads", &physkernels::set_num_threads, "Threads used by the CPU kernels (<= 0: all cores)");
     m.def("get_num_threads", &physkernels::max_threads);
     physkernels::bindings::define_all(m);
 }

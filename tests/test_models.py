@@ -381,3 +381,20 @@ def test_resume_with_changed_settings_is_a_clear_message(tmp_path, capsys):
     assert main(["--model", "fc2", "--quick", "--out", out, "--no-progress", "--lr", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "other settings" in err and "--fresh" in err and "Traceback" not in err
+
+
+def test_densenet_conv_mpo_counts_follow_eq6():
+    """The paper's DenseNet conv MPO M^{2,4,4,3,4,2}_{4,5,8,11,4,4}(20), counted by hand from Eq. 6."""
+    from models.mponets import densenet_conv_mpo_accounting
+
+    r = densenet_conv_mpo_accounting()
+    assert (r["in_features"], r["out_features"]) == (4 * 5 * 8 * 11 * 4 * 4, 2 * 4 * 4 * 3 * 4 * 2)
+    # every inner bond 20: D0 I1 J1 D1 + ... with D0 = D6 = 1
+    assert r["n_mpo_literal_d20"] == 4 * 2 * 20 + 20 * 5 * 4 * 20 + 20 * 8 * 4 * 20 + 20 * 11 * 3 * 20 + \
+        20 * 4 * 4 * 20 + 20 * 4 * 2
+    # first and last bonds capped at 4 * 2 = 8 (the useful rank of a bipartition with 8 values on one side)
+    assert r["ranks_capped"] == [8, 20, 20, 20, 8]
+    assert r["n_mpo_capped"] == 4 * 2 * 8 + 8 * 5 * 4 * 20 + 20 * 8 * 4 * 20 + 20 * 11 * 3 * 20 + \
+        20 * 4 * 4 * 8 + 8 * 4 * 2
+    assert r["n_conv3x3"] == 440 * 12 * 9 and r["densenet_16_12_12_last_layer_channels"] == 436
+    assert abs(r["rho_eq9_with_fc_capped"] - (r["n_mpo_capped"] + 576) / (47520 + 4480)) < 1e-12

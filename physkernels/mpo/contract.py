@@ -197,11 +197,6 @@ def backward_on_merged_cores(kernel: Callable[[Tensor, Tensor, list[Tensor], boo
 # ----------------------------------------------------------------------------------------------------------------
 # Whole plans
 # ----------------------------------------------------------------------------------------------------------------
-def dense_weight(merged_core: Tensor) -> Tensor:
-    """W (prod J, prod I) from the single merged core (1, prod I, prod J, 1)."""
-    return merged_core[0, :, :, 0].t()
-
-
 def run_forward(plan: Plan, x: Tensor, cores: Sequence[Tensor], fused: Optional[FusedForward] = None,
                 keep_states: bool = False):
     """``x @ W^T`` for x ``(B, prod I)`` by ``plan``.

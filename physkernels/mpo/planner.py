@@ -45,7 +45,7 @@ __all__ = ["Plan", "Cost", "CostModel", "plan", "cost_model", "enumerate_plans"]
 
 @dataclass(frozen=True)
 class CostModel:
-    """Machine constants of the cost model (seconds, flop/s, byte/s). Defaults: a 2-core x86 CPU / one GPU."""
+    """Machine constants of the cost model (seconds, flop/s, byte/s), one set per device type."""
 
     gemm_peak: float  # flop/s of a large GEMM
     gemm_half: tuple[float, float, float]  # (m, k, n) sizes at which a GEMM runs at half its peak rate per dim
@@ -60,19 +60,15 @@ class CostModel:
 
 
 _MODELS = {
-    # One CPU thread, float32, torch 2.13, fitted to single-thread CPU-time measurements of the top-8 candidate
-    # plans of every benchmark shape at batch 1/32/256/4096 on the 2-core AMD EPYC (AVX+FMA) dev machine
-    # (bench/mpo_plans.py, docs/mpo-kernels.md). Rates scale with the thread count as threads**0.85 (cost_model).
-    # The fused constants: one thread, the AVX-512 micro-kernels of csrc/mpo_gemm_kernel.inl on the same machine
-    # (42 GFLOP/s over the (4,4,8,8,4)^2 D=4 chain at batch tile 16; 75-95 GFLOP/s on long in-cache steps).
-    # fused_half and fused_merge_overhead (3 us per merged pair and pass, as measured for the 256->10 layer's
-    # merges) are fitted on single-thread CPU times of the top-14 candidates of every case, with the C++ kernel
-    # doing the merges (the fit's quality: bench/results/mpo_plans.md).
+    # One CPU thread, float32: fitted to single-thread CPU times of the top candidate plans of every benchmark shape
+    # (bench/mpo_plans.py; the data, the fit and its quality: bench/results/mpo_plans.md, docs/mpo-kernels.md).
+    # Rates scale with the thread count as threads**0.85 (cost_model). The fused constants describe the C++ chain
+    # kernel's micro-kernels, which also do the core merges (fused_merge_overhead per merged pair and pass).
     "cpu": CostModel(gemm_peak=5e10, gemm_half=(6.0, 6.0, 24.0), bandwidth=8e9, call_overhead=6e-6,
                      op_overhead=2e-5, fused_peak=9e10, fused_half=(8.0, 4.0, 16.0), fused_overhead=2e-5,
                      fused_merge_overhead=3e-6),
-    # Order-of-magnitude constants for one datacenter GPU (not calibrated: no GPU on the dev machine). The GPU
-    # fused kernels merge with torch calls around them: a GEMM and a copy per merged pair.
+    # Order-of-magnitude constants for one datacenter GPU (not fitted to measurements). The GPU fused kernels
+    # merge with torch calls around them: a GEMM and a copy per merged pair.
     "cuda": CostModel(gemm_peak=4e13, gemm_half=(32.0, 32.0, 256.0), bandwidth=2e12, call_overhead=8e-6,
                       op_overhead=3e-5, fused_peak=5e12, fused_half=(1.0, 1.0, 1.0), fused_overhead=6e-6,
                       fused_merge_overhead=1.6e-5),
@@ -197,10 +193,9 @@ def fused_tile(shapes, batch: int, itemsize: int, cache_bytes: int = CPU_TILE_BY
     """Batch tile of the fused chain: the largest power of two <= ``largest`` whose per-tile states (all step inputs,
     kept by the backward, and two work buffers) fit ``cache_bytes``, and below twice the batch.
 
-    Tiles of 16 samples fill a 512-bit vector on the last steps, whose rows are one sample per tile; on the 2-core
-    dev CPU tile 16 ran the paper's 4096x4096 chain (6.6 MB of states per tile, L3-resident) 2x faster than tile 4
-    and tile 8 was best at 8.6 MB (``CPU_TILE_BYTES``). GPU kernels keep a tile's states in shared memory
-    (``GPU_TILE_BYTES``). Depends on the shapes only (never on the thread count), so results do not depend on threads.
+    Tiles of 16 samples fill a 512-bit vector on the last steps, whose rows are one sample per tile; the budget
+    ``CPU_TILE_BYTES`` keeps a tile's states in the last-level cache (measured in docs/mpo-kernels.md). GPU kernels
+    keep a tile's states in shared memory (``GPU_TILE_BYTES``). Depends on the shapes only (never on the thread count), so results do not depend on threads.
     """
     steps = chain_steps(shapes, "ltr", 1)
     per_sample = sum(s.count * s.k * s.n for s in steps) + 2 * max(

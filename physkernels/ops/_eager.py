@@ -3,11 +3,10 @@ the kernels directly, or the plain-torch reference formula (``torch.func`` trans
 differentiable backward of double backward).
 
 The custom ops (``torch.ops.physkernels.*``) are what ``torch.compile``, ``torch.export``, fake-tensor tracing and
-``torch.library.opcheck`` see; in plain eager mode their dispatch layers cost a few hundred microseconds per
-forward+backward on a 2-core CPU, as much as a small layer's whole kernel time, so the ops call the same backend
-implementations through a lighter ``autograd.Function`` whenever nothing is tracing them, and for inference
-directly (that saves the custom op's dispatch, 5-10 us per forward here: TaylorLinear(49, 10, order=2) at batch 1
-runs ``taylor_linear`` in 20 us instead of 23 us for the bare custom op under ``no_grad``).
+``torch.library.opcheck`` see; in plain eager mode their dispatch layers cost as much as a small layer's whole
+kernel time, so the ops call the same backend implementations through a lighter ``autograd.Function`` whenever
+nothing is tracing them, and for inference directly (:mod:`physkernels.ops._builder`; the cost of each path:
+docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
