@@ -433,10 +433,13 @@ def stage_flow(s: Settings, out: str, progress: bool) -> dict:
     shape = (len(regressors), *grid["x"].shape[:2])
     lattices = grid["x"].flatten(0, 1)
     with torch.no_grad():
-        ae_outputs = rg.to_spins(ae(_flat(lattices))).reshape(lattices.shape)
+        raw_outputs = ae(_flat(lattices)).reshape(lattices.shape)
+    ae_outputs = rg.to_spins(raw_outputs)
     on_input = predict_beta(regressors, lattices).reshape(shape)
     on_ae = predict_beta(regressors, ae_outputs).reshape(shape)
-    on_decimated = predict_beta(half_regressors, rg.decimate(rg.decimate(lattices))).reshape(shape)
+    on_raw = predict_beta(regressors, raw_outputs).reshape(shape)
+    decimated = rg.decimate(rg.decimate(lattices))
+    on_decimated = predict_beta(half_regressors, decimated).reshape(shape)
     boot = rg.bootstrap_crossing(betas, on_ae.mean(0), n_boot=s.bootstrap, seed=s.seed)
     per_seed = [rg.line_crossing(betas, on_ae[k].mean(1))[2] for k in range(len(regressors))]
     seed_std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
@@ -444,6 +447,8 @@ def stage_flow(s: Settings, out: str, progress: bool) -> dict:
     calibrated = [calibrate(betas, on_input[k].mean(1), on_ae[k].mean(1)) for k in range(len(regressors))]
     calibrated_crossings = [rg.line_crossing(betas, c)[2] if np.all(np.isfinite(c)) else float("nan")
                             for c in calibrated]
+    correlations = rg.nearest_neighbour_correlation(decimated).reshape(shape[1:]).mean(1)
+    matched = [rg.beta_from_correlation(float(c), decimated.shape[-1]) for c in correlations]
     decimated_curve = on_decimated.mean((0, 2))
     two_steps = rg.flow_beta(rg.flow_beta(torch.tensor(betas, dtype=torch.float64))).numpy()
     fixed_point = rg.flow_fixed_point()
@@ -462,10 +467,52 @@ def stage_flow(s: Settings, out: str, progress: bool) -> dict:
               "beta_prime_decimated_crossings": rg.curve_crossings(betas, decimated_curve),
               "beta_prime_two_decimation_steps_eq5": two_steps.tolist(),
               "decimation_fixed_point": fixed_point, "paper_decimation_fixed_point": PAPER["decimation_fixed_point"],
-              "beta_c": rg.BETA_C}
+              "beta_c": rg.BETA_C, "fit_range": [float(betas.min()), float(betas.max())],
+              "readouts": {"spins": readout_summary(betas, on_ae, s), "raw": readout_summary(betas, on_raw, s)},
+              "decimated_nn_correlation": correlations.tolist(), "beta_prime_decimated_matched": matched,
+              "beta_prime_decimated_matched_crossings": rg.curve_crossings(betas, np.array(matched))
+              if np.all(np.isfinite(matched)) else []}
     _plot_flow(result, on_ae.mean(0).std(1), _path(out, "fig16_flow.png"), s.quick)
+    _plot_readouts(result, _path(out, "fig16b_readouts.png"), s.quick)
     write_json(_path(out, "flow.json"), result)
     return result
+
+
+def readout_summary(betas: np.ndarray, readings: np.ndarray, s: Settings) -> dict:
+    """beta' of one readout of the AE-WR outputs (``readings``: regressor seed x beta x lattice): per-beta mean,
+    the line-fit crossing with beta' = beta and its error (bootstrap over lattices and spread over regressor
+    seeds, in quadrature), the fit range, and the fit-free reading: the sign of beta' - beta at each beta and
+    where the points themselves cross the diagonal inside the grid."""
+    boot = rg.bootstrap_crossing(betas, readings.mean(0), n_boot=s.bootstrap, seed=s.seed)
+    per_seed = [rg.line_crossing(betas, readings[k].mean(1))[2] for k in range(len(readings))]
+    seed_std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
+    mean = readings.mean((0, 2))
+    return {"beta_prime": mean.tolist(), "crossing": boot["crossing"],
+            "crossing_error": float(np.hypot(boot["std"], seed_std)), "crossing_per_seed": per_seed,
+            "fit_range": [float(betas.min()), float(betas.max())],
+            "above_diagonal": [bool(v) for v in mean > betas],
+            "point_crossings": rg.curve_crossings(betas, mean)}
+
+
+def _plot_readouts(r: dict, path: str, quick: bool) -> None:
+    """beta' of the AE-WR outputs read raw and as spins, and of decimated lattices by correlation matching."""
+    betas = np.array(r["beta"])
+    fig, ax = plt.subplots(figsize=(7.5, 6))
+    for key, colour, label in (("spins", "tab:blue", "AE-WR outputs as +-1 spins"),
+                               ("raw", "tab:orange", "AE-WR outputs raw (real values)")):
+        ro = r["readouts"][key]
+        ax.plot(betas, ro["beta_prime"], "o", ms=4, color=colour,
+                label=f"{label}: line fit {_crossing(ro['crossing'], ro['crossing_error'])}")
+    ax.plot(betas, r["beta_prime_decimated_matched"], "s", ms=4, mfc="none", color="tab:red",
+            label="decimated twice, beta' from the exact nearest-neighbour correlation (no regressor)")
+    ax.plot(betas, r["beta_prime_decimated"], "d", ms=4, mfc="none", color="tab:gray",
+            label="decimated twice, L/2 regressor")
+    ax.plot(betas, betas, "k-", lw=0.8, label="beta' = beta")
+    ax.axvline(r["beta_c"], color="gray", ls=":", label=f"beta_c = {r['beta_c']:.4f}")
+    ax.set(xlabel="beta", ylabel="beta'", title="beta' by readout: fit range "
+           f"{r['fit_range'][0]:.3f}-{r['fit_range'][1]:.3f}")
+    ax.legend(fontsize=6.5, loc="upper left")
+    _save_figure(fig, path, quick)
 
 
 def calibrate(betas: np.ndarray, on_input: np.ndarray, readings: np.ndarray) -> np.ndarray:
@@ -578,6 +625,19 @@ def write_bench_results(out: str, results_dir: str, stem: str, timing: dict) -> 
                  paper=f"{flow['paper_decimation_fixed_point']:.3f}")
     crossing.add(quantity="measured beta' of lattices decimated twice: crossings",
                  here=", ".join(f"{c:.4f}" for c in flow["beta_prime_decimated_crossings"]) or "none in grid")
+    for key, name in (("spins", "AE-WR outputs as +-1 spins"), ("raw", "AE-WR outputs raw (no to_spins)")):
+        ro = flow["readouts"][key]
+        above = sum(ro["above_diagonal"])
+        crossing.add(quantity=f"{name}: line crossing (fit over beta {ro['fit_range'][0]:.3f}-"
+                              f"{ro['fit_range'][1]:.3f})", here=f"{ro['crossing']:.4f} +- {ro['crossing_error']:.4f}")
+        crossing.add(quantity="  fit-free: grid betas with beta' > beta / crossings of the points",
+                     here=f"{above} of {len(ro['above_diagonal'])} / "
+                          + (", ".join(f"{c:.4f}" for c in ro["point_crossings"]) or "none"))
+    matched = flow["beta_prime_decimated_matched"]
+    crossing.add(quantity="decimated twice, beta' by matching the exact L/2 nearest-neighbour correlation",
+                 here=", ".join(f"{b:.3f}->{m:.3f}" for b, m in zip(flow["beta"], matched)))
+    crossing.add(quantity="  its crossings with beta' = beta",
+                 here=", ".join(f"{c:.4f}" for c in flow["beta_prime_decimated_matched_crossings"]) or "none")
     crossing.add(quantity="exact beta_c", here=f"{flow['beta_c']:.4f}", paper="0.4352 (the paper's value)")
     crossing.notes.append(f"AE-WR: {s['epochs']} epochs, hinge loss train {wide['ae_wr']['train_loss']:.3f} / "
                           f"val {wide['ae_wr']['val_loss']:.3f} (paper 0.347 / 0.357, 4000 epochs)")

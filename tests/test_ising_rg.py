@@ -455,3 +455,18 @@ def test_quick_pipeline_end_to_end(tmp_path):
     assert len(flow["ae_crossing_per_seed"]) == 2 and flow["ae_crossing_error"] >= flow["ae_crossing_bootstrap_std"]
     regressor = summary["widerange"]["regressor"]
     assert len(regressor["val_mse"]) == 2 and summary["widerange"]["regressor_half"]["L"] == 4
+
+
+def test_beta_from_correlation_inverts_the_exact_finite_lattice():
+    """Correlation matching: brute-force enumeration of the 4x4 torus gives the correlation, the bisection on
+    Kaufman's solution gives the beta back; ordered and antiferromagnetic lattices read +1 and -1."""
+    from physkernels.physics.ising.exact import brute_force
+
+    for beta in (0.2, 0.44, 0.7):
+        correlation = -brute_force(4, beta)["energy"] / 2
+        assert abs(rg.beta_from_correlation(correlation, 4) - beta) < 1e-5
+    up = torch.ones(3, 6, 6)
+    checkerboard = (-1.0) ** (torch.arange(6)[:, None] + torch.arange(6)[None, :]).float()
+    assert torch.allclose(rg.nearest_neighbour_correlation(up), torch.ones(3, dtype=torch.float64))
+    assert float(rg.nearest_neighbour_correlation(checkerboard)) == -1.0
+    assert np.isnan(rg.beta_from_correlation(-0.1, 4))
