@@ -1,0 +1,5 @@
+"""``python -m models.ising_rg``."""
+
+from .cli import main
+
+main()
