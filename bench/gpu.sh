@@ -2,7 +2,8 @@
 # Everything GPU-side on a lent GPU machine: build with nvcc, test the GPU backends for real, time every suite on
 # the GPU. Usage (repo root, on the GPU machine): bash bench/gpu.sh [STAGES] [OUT_DIR]
 #   STAGES (comma-separated, default gpu,suite,bench):
-#     gpu    tests/test_gpu.py: the CUDA and Triton kernels on CUDA tensors against the references
+#     gpu    pytest -m gpu: the CUDA cases of the op tests' device axis and the GPU-only tests (CUDA and Triton
+#            kernels on CUDA tensors against the references)
 #     suite  the rest of the test suite (8 processes with pytest-xdist)
 #     bench  `physkernels bench --device cuda`, one suite at a time (GPU_SH_SUITES picks them)
 #            -> bench/results/full_cuda_<suite>.{json,md}
@@ -28,11 +29,11 @@ python3 -c "import physkernels, json; print(json.dumps(physkernels.info(), inden
 status=0
 unset TRITON_INTERPRET  # Triton and CUDA run for real here
 if [[ "$stages" == *,gpu,* ]]; then
-  timeout $(left 240) python3 -m pytest -q -rs tests/test_gpu.py 2>&1 | tee "$out/gpu_tests.log" | tail -40 || status=1
+  timeout $(left 240) python3 -m pytest -q -rs -m gpu tests 2>&1 | tee "$out/gpu_tests.log" | tail -40 || status=1
 fi
 if [[ "$stages" == *,suite,* ]]; then
   parallel=$(python3 -c "import xdist" 2>/dev/null && echo "-n 8")  # pytest-xdist when the machine has it
-  timeout $(left 200) python3 -m pytest -q $parallel -p no:cacheprovider tests --ignore tests/test_gpu.py 2>&1 \
+  timeout $(left 200) python3 -m pytest -q $parallel -p no:cacheprovider tests -m "not gpu" 2>&1 \
     | tee "$out/tests.log" | tail -25 || status=1
 fi
 if [[ "$stages" == *,bench,* ]]; then

@@ -24,3 +24,15 @@ def _restore_backend():
     previous = physkernels.get_backend()
     yield
     physkernels.set_backend(previous)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _exact_float32_references():
+    """On a GPU the float32 references must not use TF32 tensor cores, or they would be the less accurate side."""
+    if not torch.cuda.is_available():
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

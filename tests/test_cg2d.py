@@ -14,6 +14,7 @@ from physkernels.backends import available_backends
 from physkernels.nn import CG2d
 from physkernels.ops.cg2d import cg2d, num_pairs, num_triples, reference_cg2d, unfold_cg2d
 from physkernels.testing import check_against_reference
+from devices import check_on_device, device_backend, device_backend_dtype, on_device, with_backend
 
 CPU_BACKENDS = [b for b in ("cpp", "triton") if b in available_backends("cpu")]
 NAMES_2 = ["x", "weight", "weight2", "bias"]
@@ -480,3 +481,61 @@ def test_triton_spans_several_blocks_of_every_tiled_dimension():
     cfg = dict(batch=2, c_in=4, c_out=34, cg=2, h=5, w=5, kernel=(2, 2), stride=(1, 1), padding=(0, 0),
                dilation=(1, 1), groups=2, order=2, bias=True)
     check_backend(cfg, "triton", seed=3)
+
+
+# ------------------------------------------------------------------------------------------- every device
+@pytest.mark.parametrize("device,backend,dtype", device_backend_dtype())
+@pytest.mark.parametrize("seed", range(12))
+def test_matches_reference_on_every_device(device, backend, dtype, seed):
+    cfg = dict(random_config(seed), order=2)  # the GPU kernels are order 2
+    x, w1, w2, bias, _ = make_args(cfg, torch.float64, seed=seed)
+    geo = geometry(cfg)
+
+    def op(x, w1, w2, bias=None):
+        with physkernels.use_backend(backend):
+            return cg2d(x, w1, w2, bias, *geo)
+
+    def ref(x, w1, w2, bias=None):
+        return reference_cg2d(x, w1, w2, None, bias, *geo)
+
+    args = [x, w1, w2] + ([bias] if bias is not None else [])
+    check_on_device(op, ref, args, device, dtype, names=NAMES_2[:len(args)])
+
+
+@pytest.mark.parametrize("device,backend", device_backend())
+def test_paper_layer_and_channels_last_on_every_device(device, backend):
+    """CG(3, 3, 64, 1, 1, 1)-sized layer on a CIFAR-sized batch, channels_last input included."""
+    cfg = dict(batch=8 if device == "cuda" else 2, c_in=16, c_out=32, cg=16, h=32 if device == "cuda" else 12,
+               w=32 if device == "cuda" else 12, kernel=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1),
+               groups=1, order=2, bias=True)
+    x, w1, w2, bias, _ = make_args(cfg, seed=5)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        check_on_device(with_backend(lambda x, *w: cg2d(x.contiguous(memory_format=layout), *w, *geometry(cfg)),
+                                     backend),
+                        lambda x, w1, w2, b: reference_cg2d(x, w1, w2, None, b, *geometry(cfg)), [x, w1, w2, bias],
+                        device, torch.float32, names=NAMES_2)
+
+
+@pytest.mark.parametrize("device,backend", device_backend())
+def test_kernels_span_several_blocks_on_every_device(device, backend):
+    """Several blocks along every tiled axis of the kernels (output channels, positions, pixels): a kernel that
+    ignores a block index gets whole tiles wrong."""
+    cfg = dict(batch=3, c_in=6, c_out=160, cg=3, h=13, w=11, kernel=(2, 3), stride=(1, 1), padding=(1, 0),
+               dilation=(1, 1), groups=2, order=2, bias=True)  # 80 output channels per group, 3 x 14 x 9 positions
+    x, w1, w2, bias, _ = make_args(cfg, seed=7)
+    check_on_device(with_backend(lambda x, *w: cg2d(x, *w, *geometry(cfg)), backend),
+                    lambda x, w1, w2, b: reference_cg2d(x, w1, w2, None, b, *geometry(cfg)), [x, w1, w2, bias],
+                    device, torch.float32, names=NAMES_2)
+
+
+@pytest.mark.parametrize("device,backend,dtype", device_backend_dtype(torch.float64))
+def test_gradcheck_and_opcheck_on_every_device(device, backend, dtype):
+    cfg = dict(batch=2, c_in=2, c_out=3, cg=2, h=5, w=4, kernel=(2, 2), stride=(2, 1), padding=(1, 0),
+               dilation=(1, 2), groups=1, order=2, bias=True)
+    x, w1, w2, bias, _ = on_device(make_args(cfg), device, dtype)
+    s, p, d, g = geometry(cfg)
+    tensors = [t.requires_grad_() for t in (x, w1, w2, bias)]
+    with physkernels.use_backend(backend):
+        assert torch.autograd.gradcheck(lambda *t: cg2d(*t, s, p, d, g), tensors, fast_mode=True)
+        torch.library.opcheck(torch.ops.physkernels.cg2d.default,
+                              (x, w1, w2, None, bias, list(s), list(p), list(d), g))

@@ -4,6 +4,7 @@ torch.func, empty and unbatched inputs, feature-count constructors, pruning and 
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import warnings
@@ -21,6 +22,7 @@ from physkernels.ops.cg2d import num_pairs, reference_cg2d
 from physkernels.ops.mpo_linear import reference_mpo_linear
 from physkernels.ops.taylor_linear import reference_taylor_linear
 from physkernels.taylor import monomial_count
+from devices import needs_gpu
 
 CPU_BACKENDS = ["cpp", "reference"]
 
@@ -324,3 +326,22 @@ def test_torch_compile_of_mpo_linear_gives_no_warning():
         y = compiled(x)
     assert not [w for w in caught if "lru_cache" in str(w.message)], [str(w.message) for w in caught]
     _close(y, layer(x), 1e-5)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_layers_train_on_the_gpu_like_on_the_cpu():
+    """Each drop-in layer: one forward/backward on the GPU (auto backend) equals the same layer on the CPU."""
+    torch.manual_seed(0)
+    layers = [(MPOLinear((4, 7, 7, 4), (4, 4, 4, 4), 8), torch.randn(37, 784)),
+              (CG2d(3, 8, 3, padding=1), torch.randn(5, 3, 16, 16)),
+              (TaylorLinear(10, 4, 3), torch.randn(33, 10))]
+    for layer, x in layers:
+        results = []
+        for module, device in ((layer, "cpu"), (copy.deepcopy(layer).cuda(), "cuda")):
+            xin = x.to(device).detach().requires_grad_()
+            y = module(xin)
+            y.square().sum().backward()
+            results.append([y.cpu(), xin.grad.cpu()] + [p.grad.cpu() for p in module.parameters()])
+        for a, b in zip(*results):
+            torch.testing.assert_close(b, a, atol=2e-3, rtol=2e-3)

@@ -11,6 +11,7 @@ from physkernels.physics import ising
 from physkernels.physics.ising import engines
 from physkernels.physics.ising.exact import elliptic_k
 from physkernels.physics.ising.observables import integrated_autocorrelation_time, mean_and_error
+from devices import needs_gpu
 
 COMPILED = engines.CppWolffEngine.available()
 needs_cpp = pytest.mark.skipif(not COMPILED, reason="physkernels._C not built")
@@ -324,3 +325,17 @@ def test_validation_driver_quick(tmp_path):
                           "--out", str(tmp_path)])
     assert len(rows) == 2 and all(abs(r["pull"]) < 4 for r in rows)
     assert {p.name for p in tmp_path.iterdir()} >= {"results.json", "energy.png", "specific_heat.png", "tau.png"}
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("engine", ["TritonMetropolisEngine", "CudaMetropolisEngine"])
+def test_gpu_metropolis_engine_matches_cpp_bit_for_bit(engine):
+    cls = getattr(engines, engine)
+    if not (cls.available() and engines.CppMetropolisEngine.available()):
+        pytest.skip(f"{engine} or the C++ engine unavailable")
+    cpp, gpu = engines.CppMetropolisEngine(16, 0.44, 300, seed=9), cls(16, 0.44, 300, seed=9)
+    for steps in (1, 7, 3):
+        cpp.run(steps), gpu.run(steps)
+    torch.cuda.synchronize()
+    assert torch.equal(cpp.words, gpu.words.cpu())

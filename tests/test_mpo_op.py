@@ -1,5 +1,6 @@
 """physkernels.ops.mpo_linear: every backend and every planner strategy vs the dense reference (values, grads)."""
 
+import importlib
 import math
 import random
 import sys
@@ -12,6 +13,8 @@ from physkernels.backends import available_backends
 from physkernels.mpo import contract, plan, planner
 from physkernels.ops import mpo_linear, reference_mpo_linear
 from physkernels.testing import check_against_reference
+from devices import (GPU_BACKENDS, check_on_device, device_backend_dtype, device_params, needs_gpu, on_device,
+                     with_backend)
 
 from physkernels.ops.mpo_linear import cpp_backend, plans
 
@@ -106,21 +109,6 @@ def _planned(p, fused_forward=None, fused_backward=None, keep_states=False):
             return tuple(contract.run_backward(p, grad, x, cores, fused_backward, states=ctx.states))
 
     return lambda x, cores: Planned.apply(x, *cores)
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_every_plan_matches_reference(seed):
-    """Every grouping x direction x kernel the planner can choose computes the same values and gradients."""
-    x, cores, _ = random_problem(100 + seed, n_range=(2, 5))
-    x = x.reshape(-1, x.shape[-1])
-    kernels = ("gemm", "fused") if "cpp" in available_backends("cpu") else ("gemm",)
-    shapes = op_module.mpo_shapes(cores)
-    plans = planner.enumerate_plans(*shapes, x.shape[0], x.dtype, kernels=kernels)
-    assert len(plans) >= 2 ** (len(cores) - 1)
-    for p in plans:
-        for keep in (False, True):  # backward recomputing the chain states / using the forward's
-            fn = _planned(p, cpp_backend.fused_forward, cpp_backend.fused_backward, keep)
-            check_against_reference(fn, reference_mpo_linear, [x, cores])
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -258,7 +246,8 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.physkernels.mpo_linear.default, (x, cores, bias))
     torch.library.opcheck(torch.ops.physkernels.mpo_linear.default, (x, cores, None))
     grad = torch.randn(x.shape[0], bias.shape[0], dtype=x.dtype)
-    torch.library.opcheck(torch.ops.physkernels.mpo_linear_backward.default, (grad, [True, True, False], x, cores, None))
+    torch.library.opcheck(torch.ops.physkernels.mpo_linear_backward.default,
+                          (grad, [True, True, False], x, cores, None))
 
 
 def test_torch_compile_fullgraph():
@@ -348,3 +337,75 @@ def test_eager_path_only_when_nothing_traces():
     with mode:
         fy = mpo_linear(fx, fcores, None)
     assert fy.shape == (x.shape[0], math.prod(c.shape[2] for c in cores))
+
+
+# ------------------------------------------------------------------------------------------- every device
+@pytest.mark.parametrize("device,backend,dtype", device_backend_dtype())
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_reference_on_every_device(device, backend, dtype, seed):
+    x, cores, bias = random_problem(300 + seed, n_range=(2, 5), max_dim=4, max_rank=5, dtype=torch.float64)
+    check_on_device(with_backend(mpo_linear, backend), reference_mpo_linear, [x, cores, bias], device, dtype)
+
+
+@pytest.mark.parametrize("device,backend,dtype", device_backend_dtype())
+@pytest.mark.parametrize("batch", [1, 7, 33, 1000])
+def test_paper_shape_every_batch(device, backend, dtype, batch):
+    """The FC2 layer of the paper's MPO-Net (4,4,8,8,4)^2 with D=4, batch sizes below and across GPU tiles."""
+    if device == "cpu" and batch == 1000:
+        pytest.skip("CPU batch tiles are covered by the smaller batches")
+    gen = torch.Generator().manual_seed(batch)
+    shape, bonds = (4, 4, 8, 8, 4), (1, 4, 4, 4, 4, 1)
+    cores = [torch.randn(bonds[k], shape[k], shape[k], bonds[k + 1], generator=gen, dtype=torch.float64) / 3
+             for k in range(5)]
+    x = torch.randn(batch, math.prod(shape), generator=gen, dtype=torch.float64)
+    check_on_device(with_backend(mpo_linear, backend), reference_mpo_linear, [x, cores], device, dtype)
+
+
+@pytest.mark.parametrize("device", device_params())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("seed", range(3))
+def test_every_plan_on_every_device(device, dtype, seed):
+    """Every grouping x direction x kernel the planner can choose, with the device's fused chain kernels (C++ on
+    the CPU, CUDA on a GPU), forward and backward, the backward recomputing the chain states or using the
+    forward's: the same values and gradients as the reference."""
+    if device == "cuda" and "cuda" not in GPU_BACKENDS:
+        pytest.skip("physkernels._C_cuda not built")
+    compiled = device == "cuda" or "cpp" in available_backends("cpu")
+    fused = cpp_backend if device == "cpu" else importlib.import_module("physkernels.ops.mpo_linear.cuda_backend")
+    x, cores, _ = random_problem(400 + seed, n_range=(2, 5))
+    x = x.reshape(-1, x.shape[-1])
+    kernels = ("gemm", "fused") if compiled else ("gemm",)
+    plans = planner.enumerate_plans(*op_module.mpo_shapes(cores), x.shape[0], dtype, kernels=kernels)
+    assert len(plans) >= 2 ** (len(cores) - 1)
+    for p in plans:
+        for keep in (False, True):
+            fn = _planned(p, fused.fused_forward, fused.fused_backward, keep)
+            check_on_device(fn, reference_mpo_linear, [x, cores], device, dtype)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_triton_fused_chain_on_the_gpu():
+    """The Triton fused chain (inference forward) on batches below and across its tile, against float64."""
+    if "triton" not in GPU_BACKENDS:
+        pytest.skip("triton unavailable")
+    from physkernels.ops.mpo_linear import triton_backend
+
+    x, cores, _ = random_problem(3, n_range=(3, 4), max_dim=4, max_rank=4)
+    x, cores = on_device([x.reshape(-1, x.shape[-1]), cores], "cuda", torch.float64)
+    for batch in (1, 17, 300):
+        xb = x.repeat(-(-batch // x.shape[0]), 1)[:batch]
+        groups = tuple((k, k + 1) for k in range(len(cores)))
+        got = triton_backend.fused_forward(xb.float(), [c.float() for c in cores], groups)[0].double()
+        want = reference_mpo_linear(xb, cores)
+        assert (got - want).norm() <= 3e-5 * want.norm(), f"batch {batch}"
+
+
+@pytest.mark.parametrize("device,backend,dtype", device_backend_dtype(torch.float64))
+def test_gradcheck_and_opcheck_on_every_device(device, backend, dtype):
+    x, cores, bias = random_problem(11, n_range=(3, 3))
+    x, cores, bias = on_device([x.reshape(-1, x.shape[-1]), cores, bias], device, dtype)
+    leaves = [x.requires_grad_(), bias.requires_grad_()] + [c.requires_grad_() for c in cores]
+    with physkernels.use_backend(backend):
+        assert torch.autograd.gradcheck(lambda x, b, *cs: mpo_linear(x, list(cs), b), tuple(leaves))
+        torch.library.opcheck(torch.ops.physkernels.mpo_linear.default, (x, cores, bias))

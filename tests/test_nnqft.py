@@ -16,6 +16,7 @@ import physkernels
 from physkernels import _extensions
 from physkernels.physics import nnqft
 from physkernels.physics.nnqft import ensemble, philox
+from devices import device_backend
 
 HAS_CPP = physkernels.backends.why_unavailable("cpp") is None
 needs_cpp = pytest.mark.skipif(not HAS_CPP, reason="physkernels._C not built")
@@ -340,3 +341,22 @@ def test_driver_quick_run_writes_json_and_plots(figure, tmp_path, monkeypatch):
         assert {s["d_in"] for s in fits} == {1, 2, 3} and all("fit_u4" in s for s in fits)  # none dropped
     else:
         assert all(abs(r["m_2_stats"]["mean"]) < 0.2 for r in result["widths"])
+
+
+# ------------------------------------------------------------------------------------------- every device
+@pytest.mark.parametrize("device,backend", device_backend())
+def test_green_functions_match_reference_on_every_device(device, backend):
+    """The compiled kernels (C++ on the CPU; CUDA and Triton on a GPU) against the plain-torch ensemble: Green
+    functions per bag and the networks' outputs for every activation. The kernels evaluate activations in
+    float32 and accumulate in float64 (ensemble.py)."""
+    pts = torch.tensor([[-0.2, 0.1], [0.3, 0.05], [0.0, -0.4]], dtype=torch.float64)
+    kw = dict(max_n=4, width=5, n_bags=3, n_nets=500, sigma_w=1.1, sigma_b=0.6, seed=5)
+    got = nnqft.green_functions(pts.to(device), backend=backend, **kw)
+    want = nnqft.green_functions(pts, backend="reference", **kw)
+    tol = dict(rtol=1e-4, atol=1e-5 * want.per_bag.abs().max().item())
+    torch.testing.assert_close(got.per_bag.cpu(), want.per_bag, **tol)
+    for activation in ("erf", "relu", "gauss"):
+        out = {b: nnqft.ensemble_outputs(p, 4, 64, sigma_w=1.1, sigma_b=0.6, activation=activation, seed=7,
+                                         backend=b).cpu()
+               for b, p in ((backend, pts.to(device)), ("reference", pts))}
+        torch.testing.assert_close(out[backend], out["reference"], rtol=1e-4, atol=1e-5)

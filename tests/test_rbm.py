@@ -16,6 +16,7 @@ from physkernels import available_backends
 from physkernels.physics import rbm as rbm_module
 from physkernels.physics.ising import exact
 from physkernels.physics.rbm import BernoulliRBM, all_binary_states, gibbs, log_likelihood_gradient_exact, train_rbm
+from devices import GPU_BACKENDS, needs_gpu
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLER_BACKENDS = [b for b in ("reference", "cpp", "triton") if b in available_backends("cpu")]
@@ -275,3 +276,27 @@ def test_cpp_gibbs_matches_the_counter_based_stream_exactly(dtype):
         got = gibbs(v0, W, b, c, k=k, seed=11, step_offset=4, backend="cpp")
         want = _counter_based_gibbs(v0, W.double(), b.double(), c.double(), k, 11, 4)
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_auto_samples_float64_on_the_gpu_with_torch():
+    rbm = random_rbm(4, 3, seed=2)
+    W, b, c = (t.detach().cuda() for t in (rbm.W, rbm.b, rbm.c))
+    v, h = gibbs(torch.ones(8, 4, dtype=torch.float64, device="cuda"), W, b, c, k=2, seed=1)
+    assert v.dtype == h.dtype == torch.float64 and v.is_cuda
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_triton_gibbs_samples_the_exact_transitions_on_the_gpu():
+    if "triton" not in GPU_BACKENDS:
+        pytest.skip("triton unavailable")
+    rbm = random_rbm(4, 3, seed=11)
+    n, start = 1 << 16, 6
+    v0 = all_binary_states(4, torch.float32)[start].expand(n, 4).contiguous().cuda()
+    T, joint = transition_matrix(rbm)
+    W, b, c = (t.detach().float().cuda() for t in (rbm.W, rbm.b, rbm.c))
+    v1, h1 = gibbs(v0, W, b, c, k=1, seed=5, backend="triton")
+    pair = state_index(h1.cpu()) * 16 + state_index(v1.cpu())
+    assert_frequencies(torch.bincount(pair, minlength=128), joint[start].flatten(), n)

@@ -14,6 +14,7 @@ from physkernels.ops.taylor_linear import reference_features, reference_taylor_l
 from physkernels.taylor import (INDEX_LIMIT, monomial_count, monomials, quadratic_weights_by_distance, row_table,
                                 term_rows)
 from physkernels.testing import check_against_reference, random_tensor
+from devices import check_on_device, device_backend, device_backend_dtype, needs_gpu, on_device, with_backend
 
 CPU_BACKENDS = [b for b in physkernels.available_backends("cpu")]
 # The Triton interpreter is slow: it gets the small end of the shape grid.
@@ -117,7 +118,8 @@ def test_gradcheck(backend):
 def test_opcheck(backend):
     x, w, b = _args(3, 2, 2, 4, seed=5)
     with physkernels.use_backend(backend):
-        torch.library.opcheck(torch.ops.physkernels.taylor_linear.default, (x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), 2))
+        torch.library.opcheck(torch.ops.physkernels.taylor_linear.default,
+                              (x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), 2))
         torch.library.opcheck(torch.ops.physkernels.taylor_linear.default, (x, w, None, 2))
 
 
@@ -403,3 +405,43 @@ def test_triton_spans_several_blocks_of_every_tiled_dimension():
         check_against_reference(lambda x, w, b: taylor_linear(x, w, b, 2),
                                 lambda x, w, b: explicit_taylor_linear(x, w, b, 2), [x, w, b],
                                 names=["x", "weight", "bias"])
+
+
+# ------------------------------------------------------------------------------------------- every device
+@pytest.mark.parametrize("device,backend,dtype", device_backend_dtype())
+def test_matches_reference_on_every_device(device, backend, dtype):
+    gen = torch.Generator().manual_seed(9)
+    shapes = [(1, 1), (2, 3), (5, 2), (8, 4), (13, 2), (49, 2)] + ([(20, 3)] if backend != "triton" else [])
+    for i, (n, order) in enumerate(shapes):
+        out, batch = int(torch.randint(1, 12, (1,), generator=gen)), int(torch.randint(1, 300, (1,), generator=gen))
+        args = _args(n, order, out, batch, seed=50 + i, bias=i % 3 != 0)
+        check_on_device(with_backend(lambda x, w, b: taylor_linear(x, w, b, order), backend),
+                        lambda x, w, b: reference_taylor_linear(x, w, b, order), args, device, dtype,
+                        names=["x", "weight", "bias"][:2 + (args[2] is not None)])
+
+
+@pytest.mark.parametrize("device,backend", device_backend())
+def test_kernels_span_several_blocks_on_every_device(device, backend):
+    """150 outputs, 300 samples, 65 terms: several blocks along every tiled axis of the kernels."""
+    args = _args(10, 2, 150, 300, seed=61)
+    check_on_device(with_backend(lambda x, w, b: taylor_linear(x, w, b, 2), backend),
+                    lambda x, w, b: reference_taylor_linear(x, w, b, 2), args, device, torch.float32,
+                    names=["x", "weight", "bias"])
+
+
+@pytest.mark.parametrize("device,backend,dtype", device_backend_dtype(torch.float64))
+def test_gradcheck_and_opcheck_on_every_device(device, backend, dtype):
+    x, w, b = on_device(_args(3, 3, 2, 5, seed=3), device, dtype)
+    with physkernels.use_backend(backend):
+        assert torch.autograd.gradcheck(lambda *a: taylor_linear(*a, 3),
+                                        (x.requires_grad_(), w.requires_grad_(), b.requires_grad_()))
+        torch.library.opcheck(torch.ops.physkernels.taylor_linear.default, (x, w, b, 3))
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_auto_runs_triton_in_float32_and_cuda_in_float64_on_the_gpu():
+    from physkernels.ops.taylor_linear import op
+
+    assert op.dispatcher.resolve("cuda", dtype=torch.float32) == "triton"
+    assert op.dispatcher.resolve("cuda", dtype=torch.float64) == "cuda"

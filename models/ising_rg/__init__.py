@@ -13,7 +13,8 @@ Stages (each a subcommand; ``all`` runs them in order, later stages reuse what e
 * ``entropy``: local 3x3 Shannon entropy vs beta of input, AE-WR output and decimated lattice (Fig. 13-14).
 * ``flow``: beta predicted for AE-WR outputs vs beta, its line-fit crossing with beta' = beta (paper: 0.4527) with
   a bootstrap + seed error, beta' measured on lattices decimated twice, next to the decimation flow
-  beta' = 3/8 ln cosh 4 beta (fixed point 0.507; paper: 0.505) (Fig. 16); the AE-WR outputs are read both as +-1 spins and raw, over ``--ae-seeds`` AE-WRs, and the decimated
+  beta' = 3/8 ln cosh 4 beta (fixed point 0.507; paper: 0.505) (Fig. 16); the AE-WR outputs are read both as
+  +-1 spins and raw, over ``--ae-seeds`` AE-WRs, and the decimated
   lattices also without a regressor (exact nearest-neighbour correlation matching). ``--results-dir`` writes
   stamped tables.
 * ``rbm``: the Bernoulli RBM on L = 4 Ising data vs exact enumeration (see ``models/ising_rbm.py``).

@@ -129,6 +129,8 @@ def _plot_readouts(r: dict, path: str, quick: bool) -> None:
     ax.axvline(r["beta_c"], color="gray", ls=":", label=f"beta_c = {r['beta_c']:.4f}")
     ax.set(xlabel="beta", ylabel="beta'", title="beta' by readout: fit range "
            f"{r['fit_range'][0]:.3f}-{r['fit_range'][1]:.3f}")
+    top = max(np.nanmax(r["readouts"][k]["beta_prime"]) for k in ("spins", "raw"))
+    ax.set_ylim(-0.02, top + 0.3)  # room for the legend above the points
     ax.legend(fontsize=6.5, loc="upper left")
     save_fig(fig, path, quick)
 
