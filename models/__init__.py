@@ -5,7 +5,7 @@ and the experiment drivers (``python -m models.<driver>``).
 Every model's ``compression()`` gives its parameter count and the compression ratio rho (MPO paper Eq. 9).
 """
 
-from .accounting import CompressionReport, PaperModel, count_parameters
+from .accounting import ModelCompression, PaperModel, count_parameters
 from .registry import MODELS, ModelSpec, build, spec
 
-__all__ = ["MODELS", "CompressionReport", "ModelSpec", "PaperModel", "build", "count_parameters", "spec"]
+__all__ = ["MODELS", "ModelCompression", "ModelSpec", "PaperModel", "build", "count_parameters", "spec"]

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from physkernels.mpo import compression_ratio
+
 
 def mpo_core_count(module: nn.Module) -> int:
     """Number of MPO core entries of an MPO layer (Eq. 6): the sum of its ``cores``' sizes, bias excluded."""
@@ -34,7 +36,7 @@ def dense_weight_count(module: nn.Module) -> int:
 
 
 @dataclass(frozen=True)
-class CompressionReport:
+class ModelCompression:
     """What :meth:`PaperModel.compression` returns; ``rho`` is 1.0 for a dense twin (nothing replaced)."""
 
     parameters: int        # every trainable parameter of the model
@@ -67,12 +69,13 @@ class PaperModel(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
-    def compression(self) -> CompressionReport:
+    def compression(self) -> ModelCompression:
         names = {id(m): n for n, m in self.named_modules()}
         layers = tuple((names.get(id(m), "?"), mpo_core_count(m), n_ori) for m, n_ori in self._mpo_layers)
         n_mpo = sum(x[1] for x in layers)
         n_ori = sum(x[2] for x in layers)
-        return CompressionReport(self.num_parameters(), n_mpo, n_ori, n_mpo / n_ori if n_ori else 1.0, layers)
+        rho = compression_ratio([x[1:] for x in layers]) if n_ori else 1.0
+        return ModelCompression(self.num_parameters(), n_mpo, n_ori, rho, layers)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Mapping
 from torch import nn
 
 from ..mpo.factorization import check_positive_int
+from ..mpo.tensor_train import compression_ratio
 from .mpo import MPOConv2d, MPOLinear
 
 _CONVERTERS = {nn.Linear: MPOLinear.from_linear, nn.Conv2d: MPOConv2d.from_conv}
@@ -58,7 +59,9 @@ class CompressionReport:
     @property
     def compression_ratio(self) -> float:
         """Eq. 9: ``sum_l N_mpo^(l) / sum_l N_ori^(l)`` over the replaced layers (nan when none was)."""
-        return self.params_after / self.params_before if self.params_before else float("nan")
+        if not self.params_before:
+            return float("nan")
+        return compression_ratio([(row.params_after, row.params_before) for row in self.replaced])
 
     def to_dict(self) -> dict:
         """JSON-ready: the rows and the totals."""

@@ -27,7 +27,7 @@ from torch import nn
 from .. import ops
 from ..mpo.canonical import bond_spectra, entanglement_entropy
 from ..mpo.factorization import check_positive_int, check_shape, check_shapes, factorize, useful_ranks
-from ..mpo.tensor_train import to_dense, tt_svd
+from ..mpo.tensor_train import compression_ratio, to_dense, tt_svd
 
 __all__ = ["MPOLinear", "MPOConv2d"]
 
@@ -112,7 +112,7 @@ class _MPOWeight(nn.Module):
     @property
     def compression_ratio(self) -> float:
         """Eq. 9 for this layer: ``N_mpo / N_ori`` (weights only)."""
-        return self.num_parameters / self.dense_num_parameters
+        return compression_ratio([self])
 
     def core_list(self) -> list[torch.Tensor]:
         """The cores in order: ``list(self.cores)`` without ParameterList's per-item indexing while every core is

@@ -21,7 +21,6 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import time
@@ -29,6 +28,7 @@ import time
 import numpy as np
 import torch
 
+from ...atomic import save_atomic, write_json
 from . import engines
 from .observables import integrated_autocorrelation_time
 from .sampler import PILOT_TAUS, THERMALIZATION_TAUS, sample
@@ -102,14 +102,8 @@ def wide_range_dataset(n: int = 50000, L: int = 32, beta_min: float = 0.01, beta
 
 def save_dataset(data: dict, path: str) -> str:
     """Write ``data`` atomically to ``path`` (torch.save) and its ``meta`` to ``path`` with suffix ``.json``."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(data, tmp)
-    os.replace(tmp, path)
-    meta_path = os.path.splitext(path)[0] + ".json"
-    with open(f"{meta_path}.tmp{os.getpid()}", "w") as f:
-        json.dump(data["meta"], f, indent=2)
-    os.replace(f"{meta_path}.tmp{os.getpid()}", meta_path)
+    save_atomic(data, path)
+    write_json(os.path.splitext(path)[0] + ".json", data["meta"])
     return path
 
 
