@@ -26,22 +26,30 @@ def _module_name(path: str) -> str:
     return rel[: -len(".__init__")] if rel.endswith(".__init__") else rel
 
 
-def _imports(path: str) -> set[str]:
-    """Absolute names of every module ``path`` imports (relative imports resolved)."""
+def _import_statements(path: str):
+    """``(source, names)`` for every import statement of ``path``, function-level ones included: ``import X`` gives
+    ``(X, [])``; ``from X import a, b`` gives ``(X, [a, b])`` with X resolved to an absolute name."""
     name = _module_name(path)
     package = name if path.endswith("__init__.py") else name.rsplit(".", 1)[0]
-    found = set()
     for node in ast.walk(ast.parse(open(path).read(), path)):
         if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
+            for alias in node.names:
+                yield alias.name, []
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                target = f"{base}.{node.module}" if node.module else base
+                source = f"{base}.{node.module}" if node.module else base
             else:
-                target = node.module
-            found.add(target)
-            found |= {f"{target}.{alias.name}" for alias in node.names}
+                source = node.module
+            yield source, [alias.name for alias in node.names]
+
+
+def _imports(path: str) -> set[str]:
+    """Absolute names of every module ``path`` imports (relative imports resolved)."""
+    found = set()
+    for source, names in _import_statements(path):
+        found.add(source)
+        found |= {f"{source}.{n}" for n in names}
     return found
 
 
@@ -82,19 +90,9 @@ def _edges(modules: dict[str, str]) -> dict[str, set[str]]:
     X (whose ``__init__`` defines a); ``import X.Y`` on X.Y."""
     edges = {}
     for name, path in modules.items():
-        package = name if path.endswith("__init__.py") else name.rsplit(".", 1)[0]
         targets = set()
-        for node in ast.walk(ast.parse(open(path).read(), path)):
-            if isinstance(node, ast.Import):
-                targets |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                    source = f"{base}.{node.module}" if node.module else base
-                else:
-                    source = node.module
-                targets |= {f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source
-                            for alias in node.names}
+        for source, names in _import_statements(path):
+            targets |= {f"{source}.{n}" if f"{source}.{n}" in modules else source for n in names} or {source}
         edges[name] = {t for t in targets if t in modules and t != name}
     return edges
 
