@@ -91,6 +91,17 @@ def launch(kernel: Callable, *args: Any, dtype: torch.dtype | None = None) -> An
     return kernel(*pointers)
 
 
+_SUFFIXES = {torch.float32: "f32", torch.float64: "f64"}
+
+
+def typed_kernel(module: Any, name: str, dtype: torch.dtype) -> Callable:
+    """The binding ``<name>_f32`` or ``<name>_f64`` of ``module`` for ``dtype`` (every compiled kernel that
+    templates on float/double is exposed under these two names)."""
+    if dtype not in _SUFFIXES:
+        raise TypeError(f"the compiled kernels run float32 and float64, got {dtype}")
+    return getattr(module, f"{name}_{_SUFFIXES[dtype]}")
+
+
 def device_constant(key: Hashable, device: torch.device, build: Callable[[], torch.Tensor]) -> torch.Tensor:
     """A small read-only index table on ``device``, built by ``build()`` (on the CPU) and copied there once per
     ``(key, device)``. Kernel calls then never copy from the host: no host-device transfer inside an op (which

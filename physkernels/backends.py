@@ -192,7 +192,7 @@ class OpDispatcher:
             return f"{self.op_name} has no {backend!r} implementation; it implements {self.implemented}"
         reason = why_unavailable(backend, device)
         if reason is None and call is not None:
-            self.get_impl(backend)
+            self.get_impl(backend)  # a lazily registered module brings its hooks on import
             supports = self._supports.get(backend)
             reason = supports(*call) if supports is not None else None
         return reason

@@ -98,6 +98,12 @@ class KernelOp:
                 found.append(arg)
         return found
 
+    def skeleton(self, args) -> list:
+        """``args`` without its tensors (None in their places, a list of Nones per ``Tensor[]``): what a backward
+        keeps besides the saved tensors; :meth:`_rebuild` puts the tensors back."""
+        return [[None] * len(arg) if kind == _LIST else None if kind != _OTHER else arg
+                for kind, arg in zip(self.kinds, args)]
+
     def _rebuild(self, args, tensors) -> list:
         """``args`` with its tensor arguments replaced, in order, by ``tensors`` (the layout of :meth:`tensors`)."""
         it = iter(tensors)
@@ -141,7 +147,7 @@ class KernelOp:
         result = []
         for kind, arg, need, grad in zip(self.kinds, args, needs, grads):
             if kind == _LIST:
-                result.append([g if need else None for g in grad] if need else [None] * len(arg))
+                result.append(list(grad) if need else [None] * len(arg))
             else:
                 result.append(grad if need and kind != _OTHER else None)
         return result
@@ -173,17 +179,15 @@ class KernelOp:
         return self._flat_grads(args, needs, grads)
 
     def _fake_backward(self, grad, needs, *args):
-        x = self.tensors(args)[0]
         like = [t.new_empty(t.shape) if t is not None else None for t in self.tensors(args)]
-        return self._flat_grads(args, needs, self._rebuild(args, like)) if x is not None else []
+        return self._flat_grads(args, needs, self._rebuild(args, like))
 
     def _setup_context(self, ctx, inputs, output):
         ctx.save_for_backward(*self.tensors(inputs))
-        ctx.inputs = [None if kind != _OTHER else arg for kind, arg in zip(self.kinds, inputs)]
-        ctx.lists = [len(arg) if kind == _LIST else 0 for kind, arg in zip(self.kinds, inputs)]
+        ctx.skeleton = self.skeleton(inputs)
 
     def _autograd_backward(self, ctx, grad):
-        args = self._rebuild([[None] * n if n else a for a, n in zip(ctx.inputs, ctx.lists)], ctx.saved_tensors)
+        args = self._rebuild(ctx.skeleton, ctx.saved_tensors)
         requires = []
         for kind, flag in zip(self.kinds, ctx.needs_input_grad):
             if kind == _LIST:
@@ -223,12 +227,11 @@ def _eager_function(op: KernelOp) -> type:
         keep = getattr(impl, "forward_keep", None)
         y, ctx.kept = keep(*args) if keep is not None else (impl.forward(*args), None)
         ctx.save_for_backward(*tensors)
-        ctx.args = [None if kind != _OTHER else a for kind, a in zip(op.kinds, args)]
-        ctx.lists = [len(a) if kind == _LIST else 0 for kind, a in zip(op.kinds, args)]
+        ctx.skeleton = op.skeleton(args)
         return y
 
     def backward(ctx, grad):
-        args = op._rebuild([[None] * n if n else a for a, n in zip(ctx.args, ctx.lists)], ctx.saved_tensors)
+        args = op._rebuild(ctx.skeleton, ctx.saved_tensors)
         needs = op._needs(args, ctx.needs_input_grad[1:])
         if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate again
             grads = op.differentiable_backward(grad, args)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 
 from ... import _extensions
-from ..._kernel_args import Out, Strided, launch
-from .reference import dtype_suffix, kernel_geometry, out_shape
+from ..._kernel_args import Out, Strided, launch, typed_kernel
+from .reference import kernel_geometry, out_shape
 
 
 def _order(weight3) -> int:
@@ -17,7 +17,7 @@ def _order(weight3) -> int:
 def forward(x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
     y = x.new_empty(out_shape(x, weight, stride, padding, dilation))
     geometry = kernel_geometry(x, weight, stride, padding, dilation, groups, _order(weight3))
-    launch(getattr(_extensions.cpu().cg2d, f"forward_{dtype_suffix(x.dtype)}"), Strided(x), weight, weight2,
+    launch(typed_kernel(_extensions.cpu().cg2d, "forward", x.dtype), Strided(x), weight, weight2,
            weight3, bias, Out(y), *geometry, torch.get_num_threads(), dtype=x.dtype)
     return y
 
@@ -28,7 +28,7 @@ def backward(grad, needs, x, weight, weight2, weight3, bias, stride, padding, di
     dw3 = weight3.new_empty(weight3.shape) if weight3 is not None else None
     dbias = x.new_empty(weight.shape[0]) if bias is not None else None
     geometry = kernel_geometry(x, weight, stride, padding, dilation, groups, _order(weight3))
-    launch(getattr(_extensions.cpu().cg2d, f"backward_{dtype_suffix(x.dtype)}"), grad, Strided(x), weight, weight2,
+    launch(typed_kernel(_extensions.cpu().cg2d, "backward", x.dtype), grad, Strided(x), weight, weight2,
            weight3, Out(dx), Out(dw1), Out(dw2), Out(dw3), Out(dbias), *geometry, torch.get_num_threads(),
            dtype=x.dtype)
     return dx, dw1, dw2, dw3, dbias, None, None, None, None

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 
 from ... import _extensions
-from ..._kernel_args import Out, Strided, launch
-from .reference import dtype_suffix, kernel_geometry, out_shape
+from ..._kernel_args import Out, Strided, launch, typed_kernel
+from .reference import kernel_geometry, out_shape
 
 
 def supports(x, weight, weight2, weight3, bias, stride, padding, dilation, groups) -> str | None:
@@ -25,7 +25,7 @@ def _geometry(x, weight, stride, padding, dilation, groups):
 
 def forward(x, weight, weight2, weight3, bias, stride, padding, dilation, groups):
     y = x.new_empty(out_shape(x, weight, stride, padding, dilation))
-    launch(getattr(_extensions.cuda().cg2d, f"forward_{dtype_suffix(x.dtype)}"), Strided(x), weight, weight2, bias,
+    launch(typed_kernel(_extensions.cuda().cg2d, "forward", x.dtype), Strided(x), weight, weight2, bias,
            Out(y), *_geometry(x, weight, stride, padding, dilation, groups),
            torch.cuda.current_stream(x.device).cuda_stream, dtype=x.dtype)
     return y
@@ -41,7 +41,7 @@ def backward(grad, needs, x, weight, weight2, weight3, bias, stride, padding, di
     features = weight.shape[2] * weight.shape[3] + weight2.shape[2]
     slabs = module.weight_grad_slabs(*spatial)
     partial = x.new_empty(slabs, weight.shape[0], weight.shape[1] * features)  # per-slab weight-gradient partials
-    launch(getattr(module, f"backward_{dtype_suffix(x.dtype)}"), grad, Strided(x), weight, weight2, Out(dx), Out(dw1),
+    launch(typed_kernel(module, "backward", x.dtype), grad, Strided(x), weight, weight2, Out(dx), Out(dw1),
            Out(dw2), Out(dbias), Out(partial), *geometry, torch.cuda.current_stream(x.device).cuda_stream,
            dtype=x.dtype)
     return dx, dw1, dw2, None, dbias, None, None, None, None

@@ -184,6 +184,3 @@ def kernel_geometry(x, weight, stride, padding, dilation, groups, order):
     c_out, _, kh, kw = weight.shape
     return [b, c_in, h, w, *x.stride(), c_out, kh, kw, *stride, *padding, *dilation, groups, order]
 
-
-def dtype_suffix(dtype) -> str:
-    return {torch.float32: "f32", torch.float64: "f64"}[dtype]

@@ -9,7 +9,7 @@ import math
 import torch
 
 from ... import _extensions
-from ..._kernel_args import Out, launch
+from ..._kernel_args import Out, launch, typed_kernel
 from ...mpo import planner
 from .plans import fused_layout, fused_threads, float_dtype_only, planned_backward, planned_forward
 
@@ -43,20 +43,19 @@ def _fused_config(core_shapes: tuple, groups: tuple, batch: int, itemsize: int, 
 
 
 def _fused_call(x, cores, groups):
-    """The kernel suffix for x's dtype and the arguments every fused call shares (shapes, groups, tile, threads)."""
+    """The arguments every fused call shares: shapes, groups, tile, threads."""
     shapes = tuple(tuple(c.shape) for c in cores)
     groups = tuple(groups)
     tile, threads = _fused_config(shapes, groups, x.shape[0], x.element_size(), torch.get_num_threads())
-    suffix = "f32" if x.dtype == torch.float32 else "f64"
-    return suffix, shapes, groups, tile, threads
+    return shapes, groups, tile, threads
 
 
 def fused_forward(x, cores, groups):
     """``(y, [])``: the ltr chain over ``groups`` of ``cores`` (merged inside the kernel call; nothing is kept for
     the backward, which merges again and recomputes the chain in cache)."""
-    suffix, shapes, groups, tile, threads = _fused_call(x, cores, groups)
+    shapes, groups, tile, threads = _fused_call(x, cores, groups)
     y = x.new_empty(x.shape[0], math.prod(s[2] for s in shapes))
-    launch(getattr(_extensions.cpu().mpo, "forward_" + suffix), x, x.shape[0], list(cores), shapes, groups, Out(y),
+    launch(typed_kernel(_extensions.cpu().mpo, "forward", x.dtype), x, x.shape[0], list(cores), shapes, groups, Out(y),
            tile, threads, dtype=x.dtype)
     return y, []
 
@@ -64,9 +63,9 @@ def fused_forward(x, cores, groups):
 def fused_backward(grad, x, cores, groups, kept=None, need_x=True):
     """``(dx, [d core])`` (``kept``: unused, the forward keeps nothing); without ``need_x`` dx is None and the
     chain's first dIn is skipped."""
-    suffix, shapes, groups, tile, threads = _fused_call(x, cores, groups)
+    shapes, groups, tile, threads = _fused_call(x, cores, groups)
     grad_x = x.new_empty(x.shape) if need_x else None
     grad_cores = [c.new_empty(c.shape) for c in cores]
-    launch(getattr(_extensions.cpu().mpo, "backward_" + suffix), grad, x, x.shape[0], list(cores), shapes, groups,
+    launch(typed_kernel(_extensions.cpu().mpo, "backward", x.dtype), grad, x, x.shape[0], list(cores), shapes, groups,
            Out(grad_x), [Out(g) for g in grad_cores], tile, threads, dtype=x.dtype)
     return grad_x, grad_cores

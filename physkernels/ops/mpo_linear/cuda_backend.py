@@ -8,7 +8,7 @@ import math
 import torch
 
 from ... import _extensions
-from ..._kernel_args import Out, device_constant, launch
+from ..._kernel_args import Out, device_constant, launch, typed_kernel
 from ...mpo import contract
 from .plans import float_dtype_only, fused_chain, planned_backward, planned_forward
 
@@ -35,8 +35,7 @@ def _merged_forward(x, merged):
     n_tiles = -(-x.shape[0] // tile)
     use_shared = 2 * half * x.element_size() <= 48 * 1024
     scratch = x.new_empty(0 if use_shared else n_tiles * 2 * half)
-    module = _extensions.cuda().mpo
-    kernel = module.forward_f32 if x.dtype == torch.float32 else module.forward_f64
+    kernel = typed_kernel(_extensions.cuda().mpo, "forward", x.dtype)
     launch(kernel, x, Out(y), flat, table, len(steps), x.shape[0], x.shape[1], y.shape[1], half, tile, Out(scratch),
            use_shared, torch.cuda.current_stream(x.device).cuda_stream, dtype=x.dtype)
     return y
@@ -51,8 +50,7 @@ def _merged_backward(grad, x, merged, need_x=True):
     scratch = x.new_empty(n_tiles * (state_total + 2 * half))
     partials = x.new_empty(n_tiles * mat_total)
     grad_x, grad_flat = x.new_empty(x.shape), flat.new_empty(flat.shape)
-    module = _extensions.cuda().mpo
-    kernel = module.backward_f32 if x.dtype == torch.float32 else module.backward_f64
+    kernel = typed_kernel(_extensions.cuda().mpo, "backward", x.dtype)
     launch(kernel, grad, x, Out(grad_x), flat, Out(grad_flat), table, len(steps), x.shape[0], x.shape[1],
            grad.shape[1], half, state_total, mat_total, tile, Out(scratch), Out(partials),
            torch.cuda.current_stream(x.device).cuda_stream, dtype=x.dtype)

@@ -6,15 +6,13 @@ from __future__ import annotations
 import torch
 
 from ... import _extensions
-from ..._kernel_args import Out, launch
+from ..._kernel_args import Out, launch, typed_kernel
 from .reference import index_table
 
 
 def _kernels(dtype: torch.dtype):
     module = _extensions.cpu().taylor
-    suffix = {torch.float32: "_f32", torch.float64: "_f64"}[dtype]
-    return (getattr(module, "forward" + suffix), getattr(module, "backward_input" + suffix),
-            getattr(module, "backward_weight" + suffix))
+    return tuple(typed_kernel(module, name, dtype) for name in ("forward", "backward_input", "backward_weight"))
 
 
 def forward(x, weight, bias, order):

@@ -5,15 +5,14 @@ from __future__ import annotations
 import torch
 
 from ... import _extensions
-from ..._kernel_args import Out, launch
+from ..._kernel_args import Out, launch, typed_kernel
 from .reference import index_table
 
 
 def _kernels(x: torch.Tensor):
     module = _extensions.cuda().taylor
-    suffix = {torch.float32: "_f32", torch.float64: "_f64"}[x.dtype]
-    return (getattr(module, "forward" + suffix), getattr(module, "backward_input" + suffix),
-            getattr(module, "backward_weight" + suffix), torch.cuda.current_stream(x.device).cuda_stream)
+    kernels = (typed_kernel(module, name, x.dtype) for name in ("forward", "backward_input", "backward_weight"))
+    return (*kernels, torch.cuda.current_stream(x.device).cuda_stream)
 
 
 def forward(x, weight, bias, order):

@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ... import _extensions
-from ..._kernel_args import Out, launch
+from ..._kernel_args import Out, launch, typed_kernel
 from ...backends import OpDispatcher
 
 MAX_ENUMERATION_UNITS = 24
@@ -51,7 +51,7 @@ def _cpp_prefers(v0, W, b, c, k, seed, step_offset) -> bool:
 def _gibbs_cpp(v0, W, b, c, k, seed, step_offset):
     v_out = v0.new_empty(v0.shape)
     h_out = v0.new_empty(v0.shape[0], W.shape[1])
-    kernel = _extensions.cpu().rbm.gibbs_f64 if v0.dtype == torch.float64 else _extensions.cpu().rbm.gibbs_f32
+    kernel = typed_kernel(_extensions.cpu().rbm, "gibbs", v0.dtype)
     # Small calls run on one thread: waking a team costs more than the work (and stalls on a busy machine).
     work = v0.shape[0] * W.numel() * k
     threads = max(1, min(torch.get_num_threads(), work // _WORK_PER_THREAD))
