@@ -136,7 +136,8 @@ def _tunable_fields():
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m models.ising_rg", description=sys.modules[__package__].__doc__.split("\n\n")[0])
+    summary_line = sys.modules[__package__].__doc__.split("\n\n")[0]
+    parser = argparse.ArgumentParser(prog="python -m models.ising_rg", description=summary_line)
     parser.add_argument("stage", nargs="?", default="all", choices=["all", *STAGES, "rbm"],
                         help="pipeline stage to run (earlier stages it needs run first); all: every stage")
     parser.add_argument("--out", default="runs/ising_rg", help="output folder (data, checkpoints, JSON, PNG)")

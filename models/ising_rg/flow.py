@@ -43,10 +43,8 @@ def stage_flow(s: Settings, out: str, progress: bool) -> dict:
     on_ae = readings["spins"][0]
     decimated = rg.decimate(rg.decimate(lattices))
     on_decimated = predict_beta(half_regressors, decimated).reshape(shape)
-    boot = rg.bootstrap_crossing(betas, on_ae.mean(0), n_boot=s.bootstrap, seed=s.seed)
-    per_seed = [rg.line_crossing(betas, on_ae[k].mean(1))[2] for k in range(len(regressors))]
-    seed_std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
-    crossing_error = float(np.hypot(boot["std"], seed_std))
+    readouts = {key: readouts_over_seeds(betas, r, s) for key, r in readings.items()}
+    first = readouts["spins"]["per_ae_seed"][0]  # the paper's reading: AE-WR seed 0 as spins
     calibrated = [calibrate(betas, on_input[k].mean(1), on_ae[k].mean(1)) for k in range(len(regressors))]
     calibrated_crossings = [rg.line_crossing(betas, c)[2] if np.all(np.isfinite(c)) else float("nan")
                             for c in calibrated]
@@ -58,10 +56,10 @@ def stage_flow(s: Settings, out: str, progress: bool) -> dict:
     result = {"beta": betas.tolist(), "beta_prime_ae": on_ae.mean((0, 2)).tolist(),
               "beta_prime_ae_std_over_lattices": on_ae.mean(0).std(1).tolist(),
               "beta_regressor_on_input": on_input.mean((0, 2)).tolist(),
-              "fit_slope": boot["slope"], "fit_intercept": boot["intercept"], "ae_crossing": boot["crossing"],
-              "ae_crossing_error": crossing_error, "ae_crossing_bootstrap_std": boot["std"],
-              "ae_crossing_bootstrap_ci95": boot["ci95"], "ae_crossing_per_seed": per_seed,
-              "ae_crossing_seed_std": seed_std, "paper_ae_crossing": PAPER["ae_crossing"],
+              "fit_slope": first["slope"], "fit_intercept": first["intercept"], "ae_crossing": first["crossing"],
+              "ae_crossing_error": first["crossing_error"], "ae_crossing_bootstrap_std": first["bootstrap_std"],
+              "ae_crossing_bootstrap_ci95": first["bootstrap_ci95"], "ae_crossing_per_seed": first["crossing_per_seed"],
+              "ae_crossing_seed_std": first["seed_std"], "paper_ae_crossing": PAPER["ae_crossing"],
               "beta_prime_ae_calibrated": np.mean(calibrated, 0).tolist(),
               "ae_crossing_calibrated": float(np.mean(calibrated_crossings)),
               "ae_crossing_calibrated_seed_std": float(np.std(calibrated_crossings, ddof=1))
@@ -71,7 +69,7 @@ def stage_flow(s: Settings, out: str, progress: bool) -> dict:
               "beta_prime_two_decimation_steps_eq5": two_steps.tolist(),
               "decimation_fixed_point": fixed_point, "paper_decimation_fixed_point": PAPER["decimation_fixed_point"],
               "beta_c": rg.BETA_C, "fit_range": [float(betas.min()), float(betas.max())],
-              "readouts": {key: readouts_over_seeds(betas, r, s) for key, r in readings.items()},
+              "readouts": readouts,
               "decimated_nn_correlation": correlations.tolist(), "beta_prime_decimated_matched": matched,
               "beta_prime_decimated_matched_crossings": rg.curve_crossings(
                   betas[np.isfinite(matched)], np.array(matched)[np.isfinite(matched)])}
@@ -90,8 +88,10 @@ def readout_summary(betas: np.ndarray, readings: np.ndarray, s: Settings) -> dic
     per_seed = [rg.line_crossing(betas, readings[k].mean(1))[2] for k in range(len(readings))]
     seed_std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
     mean = readings.mean((0, 2))
-    return {"beta_prime": mean.tolist(), "crossing": boot["crossing"],
-            "crossing_error": float(np.hypot(boot["std"], seed_std)), "crossing_per_seed": per_seed,
+    return {"beta_prime": mean.tolist(), "crossing": boot["crossing"], "slope": boot["slope"],
+            "intercept": boot["intercept"], "crossing_error": float(np.hypot(boot["std"], seed_std)),
+            "bootstrap_std": boot["std"], "bootstrap_ci95": boot["ci95"], "crossing_per_seed": per_seed,
+            "seed_std": seed_std,
             "fit_range": [float(betas.min()), float(betas.max())],
             "above_diagonal": [bool(v) for v in mean > betas],
             "point_crossings": rg.curve_crossings(betas, mean)}
