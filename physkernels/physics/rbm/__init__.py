@@ -42,8 +42,7 @@ def _gibbs_reference(v0, W, b, c, k, seed, step_offset):
 
 
 def _cpp_prefers(v0, W, b, c, k, seed, step_offset) -> bool:
-    """auto uses the fused C++ kernel up to 16384 weights (measured, bench/results/rbm.md: batched BLAS beats the
-    per-chain kernel above)."""
+    """``auto`` takes the fused C++ kernel up to ``_CPP_AUTO_MAX_WEIGHTS`` weights (bench/results/rbm.md)."""
     return W.numel() <= _CPP_AUTO_MAX_WEIGHTS
 
 
