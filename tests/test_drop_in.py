@@ -345,3 +345,14 @@ def test_layers_train_on_the_gpu_like_on_the_cpu():
             results.append([y.cpu(), xin.grad.cpu()] + [p.grad.cpu() for p in module.parameters()])
         for a, b in zip(*results):
             torch.testing.assert_close(b, a, atol=2e-3, rtol=2e-3)
+
+
+def test_typed_kernel_names_the_dtype_it_cannot_run():
+    from physkernels._kernel_args import typed_kernel
+
+    class Module:
+        forward_f32, forward_f64 = "f32 kernel", "f64 kernel"
+
+    assert typed_kernel(Module, "forward", torch.float64) == "f64 kernel"
+    with pytest.raises(TypeError, match="float16"):
+        typed_kernel(Module, "forward", torch.float16)

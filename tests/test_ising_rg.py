@@ -470,3 +470,5 @@ def test_beta_from_correlation_inverts_the_exact_finite_lattice():
     assert torch.allclose(rg.nearest_neighbour_correlation(up), torch.ones(3, dtype=torch.float64))
     assert float(rg.nearest_neighbour_correlation(checkerboard)) == -1.0
     assert np.isnan(rg.beta_from_correlation(-0.1, 4))
+    with pytest.raises(ValueError, match="square lattices"):
+        rg.nearest_neighbour_correlation(torch.ones(4, 5))
