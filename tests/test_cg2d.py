@@ -440,7 +440,7 @@ def _good():
     (dict(weight2=torch.randn(6, 2, 9)), ValueError, "weight2 must have shape"),
     (dict(groups=3), ValueError, "groups"),
     (dict(weight=torch.randn(6, 2, 2, 2, dtype=torch.float64)), TypeError, "weight has dtype"),
-    (dict(x=torch.randn(2, 4, 6, 6).to(torch.int32)), TypeError, "x must be float32 or float64"),
+    (dict(x=torch.randn(2, 4, 6, 6).to(torch.int32)), TypeError, "x must be float16, bfloat16, float32 or float64"),
     (dict(bias=torch.randn(5)), ValueError, "bias must have shape"),
     (dict(weight2=torch.randn(6, 2, 10, device="meta")), ValueError, "weight2 is on meta"),
     (dict(x=[[1.0]]), TypeError, "x must be a torch.Tensor"),

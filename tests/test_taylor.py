@@ -306,7 +306,7 @@ def test_bad_input():
         taylor_linear(x, w[:, :-1], b, 2)
     with pytest.raises(ValueError, match="bias must have shape"):
         taylor_linear(x, w, b[:1], 2)
-    with pytest.raises(TypeError, match="x must be float32 or float64"):
+    with pytest.raises(TypeError, match="x must be float16, bfloat16, float32 or float64"):
         taylor_linear(x.long(), w, b, 2)
     with pytest.raises(TypeError, match="weight must match x's dtype"):
         taylor_linear(x, w.float(), b, 2)

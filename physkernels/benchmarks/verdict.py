@@ -35,16 +35,10 @@ class Headline:
     note: str = ""  # why the row has no measurement (e.g. the peer library is not installed)
 
 
-def _quartiles(values: list[float]) -> tuple[float, float, float]:
-    if len(values) == 1:
-        return values[0], values[0], values[0]
-    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q1, median, q3
-
-
-def compare(run_ours: Callable[[], Any], run_baseline: Callable[[], Any], *, rounds: int = 7,
-            min_run_time: float = 0.05, device: str = "cpu") -> tuple[float, float, float]:
-    """``(q1, median, q3)`` of the per-round speed-up ``baseline time / our time`` (interleaved rounds)."""
+def interleaved_seconds(run_ours: Callable[[], Any], run_baseline: Callable[[], Any], *, rounds: int = 7,
+                        min_run_time: float = 0.05, device: str = "cpu") -> tuple[list[float], list[float]]:
+    """Per-round seconds of one call of ``run_ours`` and of ``run_baseline``, in alternating rounds (each a
+    ``blocked_autorange`` median of ``min_run_time`` seconds), after one warm-up call of each."""
     def seconds(fn):
         def call():
             fn()
@@ -54,11 +48,27 @@ def compare(run_ours: Callable[[], Any], run_baseline: Callable[[], Any], *, rou
                             num_threads=torch.get_num_threads()).blocked_autorange(min_run_time=min_run_time).median
 
     run_ours(), run_baseline()  # warm-up: first-call costs (planning, compilation, allocation) are not measured
-    ratios = []
+    ours, baseline = [], []
     for _ in range(rounds):
-        ours = seconds(run_ours)
-        ratios.append(seconds(run_baseline) / ours)
-    return _quartiles(ratios)
+        ours.append(seconds(run_ours))
+        baseline.append(seconds(run_baseline))
+    return ours, baseline
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """``(q1, median, q3)`` of ``values`` (inclusive method; one value is its own quartiles)."""
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, median, q3
+
+
+def compare(run_ours: Callable[[], Any], run_baseline: Callable[[], Any], *, rounds: int = 7,
+            min_run_time: float = 0.05, device: str = "cpu") -> tuple[float, float, float]:
+    """``(q1, median, q3)`` of the per-round speed-up ``baseline time / our time`` (interleaved rounds)."""
+    ours, baseline = interleaved_seconds(run_ours, run_baseline, rounds=rounds, min_run_time=min_run_time,
+                                         device=device)
+    return quartiles([b / o for o, b in zip(ours, baseline)])
 
 
 def verdict(q1: float, q3: float) -> str:

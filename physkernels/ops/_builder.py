@@ -38,10 +38,12 @@ from typing import Callable
 
 import torch
 
-from ..backends import OpDispatcher
-from ._eager import differentiable_vjp, plain_eager_call, reference_path
+from ..backends import BackendUnavailableError, OpDispatcher, get_backend
+from ._eager import autocast_dtype, differentiable_vjp, plain_eager_call, reference_path
 
 _TENSOR, _OPTIONAL, _LIST, _OTHER = "Tensor", "Tensor?", "Tensor[]", "other"
+KERNEL_DTYPES = (torch.float32, torch.float64)  # what the compiled backends run; other dtypes run the reference
+OP_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # what the ops accept
 
 
 def _argument_kinds(schema: str) -> tuple[str, ...]:
@@ -152,10 +154,36 @@ class KernelOp:
                 result.append(grad if need and kind != _OTHER else None)
         return result
 
+    def autocast(self, *args) -> list:
+        """``args`` as ``torch.autocast`` runs them: under autocast on the input's device every float32 / float16 /
+        bfloat16 tensor argument cast to the autocast dtype (float64 ones stay, as torch's lower-precision ops such
+        as ``F.linear`` leave them); ``args`` unchanged otherwise. The casts are differentiable, so gradients reach
+        the original tensors in their own dtype. Malformed arguments pass through for validation to report."""
+        x = args[0]
+        dtype = autocast_dtype(x) if isinstance(x, torch.Tensor) else None
+        if dtype is None:
+            return list(args)
+
+        def cast(t):
+            return t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64 \
+                else t
+
+        return [[cast(t) for t in arg] if kind == _LIST and isinstance(arg, (list, tuple))
+                else cast(arg) if kind != _OTHER else arg for kind, arg in zip(self.kinds, args)]
+
     # -- backends -----------------------------------------------------------------------------------------------
     def resolve(self, args, backend: str | None = None) -> str:
-        """The backend that runs ``args`` (``backend`` overrides the process-wide choice)."""
+        """The backend that runs ``args`` (``backend`` overrides the process-wide choice). The compiled backends
+        run :data:`KERNEL_DTYPES`; a call in another floating dtype (bfloat16 / float16, e.g. under autocast) runs
+        the reference, and naming a compiled backend for it raises :class:`BackendUnavailableError`."""
         x = self.tensors(args)[0]
+        if x.dtype not in KERNEL_DTYPES:
+            choice = backend if backend is not None else get_backend()
+            if choice not in ("auto", "reference"):
+                raise BackendUnavailableError(
+                    f"{self.name}: backend {choice!r} cannot run this call: the compiled kernels run float32 and "
+                    f"float64, got {x.dtype} (the 'reference' backend runs it; 'auto' picks it)")
+            return "reference"
         return self.dispatcher.resolve(x.device, backend, dtype=x.dtype, call=tuple(args))
 
     def backend(self, name: str):

@@ -42,6 +42,15 @@ def reference_path(tensors) -> bool:
     return functorch_active() or tensors[0].numel() == 0
 
 
+def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype ``torch.autocast`` asks for on ``x``'s device while it is enabled there, else None."""
+    device_type = x.device.type
+    available = getattr(torch.amp, "is_autocast_available", None)
+    if (available is not None and not available(device_type)) or not torch.is_autocast_enabled(device_type):
+        return None
+    return torch.get_autocast_dtype(device_type)
+
+
 def differentiable_vjp(function, tensors, grad):
     """The gradients of ``function(*tensors)`` for the cotangent ``grad``, built from plain torch ops by
     ``torch.func.vjp`` so that they are themselves differentiable: the backward the ops run when autograd records

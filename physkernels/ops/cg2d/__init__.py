@@ -75,5 +75,7 @@ def cg2d(x: torch.Tensor, weight: torch.Tensor, weight2: torch.Tensor, bias: Opt
     if isinstance(x, torch.Tensor) and x.dim() == 3:
         return cg2d(x.unsqueeze(0), weight, weight2, bias, stride, padding, dilation, groups,
                     weight3=weight3).squeeze(0)
+    x, weight, weight2, weight3, bias, stride, padding, dilation, groups = op.autocast(
+        x, weight, weight2, weight3, bias, stride, padding, dilation, groups)
     stride, padding, dilation = validate(x, weight, weight2, weight3, bias, stride, padding, dilation, groups)
     return op(x, weight, weight2, weight3, bias, stride, padding, dilation, groups)

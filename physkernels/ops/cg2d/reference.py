@@ -10,6 +10,8 @@ from typing import Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from .._builder import OP_DTYPES
+
 IntPair = Union[int, Sequence[int]]
 
 
@@ -130,8 +132,8 @@ def validate(x, weight, weight2, weight3, bias, stride, padding, dilation, group
     """Check every argument; return normalised (stride, padding, dilation) pairs."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"x must be float32 or float64, got dtype {x.dtype}")
+    if x.dtype not in OP_DTYPES:
+        raise TypeError(f"x must be float16, bfloat16, float32 or float64, got dtype {x.dtype}")
     if x.dim() != 4:
         raise ValueError(f"x must be (B, C_in, H, W) or unbatched (C_in, H, W), got shape {tuple(x.shape)}")
     if not isinstance(weight, torch.Tensor):

@@ -49,6 +49,7 @@ def mpo_linear(x: torch.Tensor, cores: Sequence[torch.Tensor], bias: Optional[to
     :mod:`physkernels.ops._builder`). Inside ``torch.func`` transforms and for an empty batch it evaluates
     :func:`reference_mpo_linear`.
     """
+    x, cores, bias = op.autocast(x, cores, bias)
     _, out_shape, _ = validate(x, cores, bias)
     y = op(x.reshape(-1, x.shape[-1]), list(cores), bias)
     return y.reshape(*x.shape[:-1], math.prod(out_shape))

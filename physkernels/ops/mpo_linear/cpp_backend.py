@@ -11,9 +11,7 @@ import torch
 from ... import _extensions
 from ..._kernel_args import Out, launch, typed_kernel
 from ...mpo import planner
-from .plans import fused_layout, fused_threads, float_dtype_only, planned_backward, planned_forward
-
-supports = float_dtype_only("cpp")
+from .plans import fused_layout, fused_threads, planned_backward, planned_forward
 
 
 def _kernels() -> tuple[str, ...]:

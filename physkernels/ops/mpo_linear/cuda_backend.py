@@ -10,9 +10,8 @@ import torch
 from ... import _extensions
 from ..._kernel_args import Out, device_constant, launch, typed_kernel
 from ...mpo import contract
-from .plans import float_dtype_only, fused_chain, planned_backward, planned_forward
+from .plans import fused_chain, planned_backward, planned_forward
 
-supports = float_dtype_only("cuda")
 _KERNELS = ("gemm", "fused")
 
 

@@ -15,7 +15,6 @@ import torch
 from ...mpo import contract, planner
 from ...mpo.cores import mpo_shapes
 
-FLOAT_DTYPES = (torch.float32, torch.float64)
 
 _plan_memo: dict = {}
 
@@ -31,13 +30,6 @@ def plan_for(x: torch.Tensor, cores, objective: str, kernels: tuple[str, ...]) -
         found = _plan_memo[key] = planner.plan(in_shape, out_shape, ranks, x.shape[0], x.dtype, x.device,
                                                kernels=kernels, objective=objective)
     return found
-
-
-def float_dtype_only(backend: str):
-    """A ``supports`` hook: the backend runs float32 and float64."""
-    def supports(x, cores, bias):
-        return None if x.dtype in FLOAT_DTYPES else f"the {backend} backend runs float32 and float64, got {x.dtype}"
-    return supports
 
 
 def planned_forward(x, cores, bias, kernels, fused, keep_states=False):

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 import torch
 
 from ...mpo.cores import mpo_shapes, reference_mpo_weight
+from .._builder import OP_DTYPES
 
 
 def reference_mpo_linear(x: torch.Tensor, cores: Sequence[torch.Tensor], bias: Optional[torch.Tensor] = None):
@@ -51,8 +52,8 @@ def validate(x, cores, bias) -> tuple[tuple[int, ...], tuple[int, ...], tuple[in
     """Check every argument (ValueError/TypeError naming it); return ``(in_shape, out_shape, ranks)``."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dtype not in OP_DTYPES:
+        raise TypeError(f"x must be float16, bfloat16, float32 or float64, got dtype {x.dtype}")
     in_shape, out_shape, ranks = mpo_shapes(cores)
     if x.dim() < 1 or x.shape[-1] != math.prod(in_shape):
         raise ValueError(

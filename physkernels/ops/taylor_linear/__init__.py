@@ -43,6 +43,7 @@ def taylor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     reference's VJP in plain torch, so second derivatives work. Inside ``torch.func`` transforms and for an empty
     batch the reference formula runs.
     """
+    x, weight, bias, order = op.autocast(x, weight, bias, order)
     order = validate(x, weight, bias, order)
     y = op(x.reshape(-1, x.shape[-1]), weight, bias, order)
     return y.reshape(*x.shape[:-1], weight.shape[0])

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ...taylor import check_order, monomial_count, monomials, row_table, term_rows
+from .._builder import OP_DTYPES
 
 _tables: dict[tuple, torch.Tensor] = {}
 
@@ -59,8 +60,8 @@ def reference_taylor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
 def _check_tensor(name: str, t, dims: int | None = None) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+    if t.dtype not in OP_DTYPES:
+        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
     if dims is not None and t.dim() != dims:
         raise ValueError(f"{name} must be {dims}-D, got shape {tuple(t.shape)}")
 
