@@ -409,3 +409,75 @@ def test_gradcheck_and_opcheck_on_every_device(device, backend, dtype):
     with physkernels.use_backend(backend):
         assert torch.autograd.gradcheck(lambda x, b, *cs: mpo_linear(x, list(cs), b), tuple(leaves))
         torch.library.opcheck(torch.ops.physkernels.mpo_linear.default, (x, cores, bias))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Choosing the plan by measurement
+# ----------------------------------------------------------------------------------------------------------------
+def _tuning_problem():
+    gen = torch.Generator().manual_seed(31)
+    shapes, bonds = ((3, 4, 2), (2, 3, 4)), (1, 3, 3, 1)
+    cores = [torch.randn(bonds[k], shapes[0][k], shapes[1][k], bonds[k + 1], generator=gen) for k in range(3)]
+    return torch.randn(9, 24, generator=gen), cores
+
+
+def _timed_chain(delay_fused: float):
+    """The C++ chain kernels with ``delay_fused`` seconds added to every fused call (a fused chain that is slow or,
+    with a negative delay, one that returns at once without computing anything)."""
+    import time
+
+    def forward(x, cores, groups):
+        if delay_fused < 0:
+            return x.new_zeros(x.shape[0], math.prod(c.shape[2] for c in cores)), []
+        time.sleep(delay_fused)
+        return cpp_backend.fused_forward(x, cores, groups)
+
+    return plans.ChainKernels("test", ("gemm", "fused"), forward, cpp_backend.fused_backward)
+
+
+@pytest.mark.skipif("cpp" not in available_backends("cpu"), reason="C++ extension not built")
+@pytest.mark.parametrize("delay,fused_wins", [(0.01, False), (-1.0, True)])
+def test_autotune_picks_the_measured_fastest_candidate(delay, fused_wins):
+    """A fused kernel made 10 ms slower is never picked for the forward; one that costs nothing always is."""
+    x, cores = _tuning_problem()
+    plans.set_autotune(True)
+    try:
+        p = plans.plan_for(x, cores, "forward", _timed_chain(delay))
+        assert (p.kernel == "fused") == fused_wins, p.strategy
+        candidates = plans.tuning_candidates(planner.enumerate_plans(
+            (3, 4, 2), (2, 3, 4), (3, 3), 9, kernels=("gemm", "fused")), "forward")
+        assert p in candidates
+        assert plans.plan_for(x, cores, "forward", _timed_chain(delay)) is p  # memoised: not measured again
+    finally:
+        plans.set_autotune(True)
+
+
+@pytest.mark.skipif("cpp" not in available_backends("cpu"), reason="C++ extension not built")
+def test_autotune_off_uses_the_cost_model_and_tuning_leaves_the_rng_alone():
+    x, cores = _tuning_problem()
+    try:
+        plans.set_autotune(False)
+        for objective in ("forward", "training", "backward"):
+            assert plans.plan_for(x, cores, objective, cpp_backend.chain()) == plan(
+                (3, 4, 2), (2, 3, 4), (3, 3), 9, objective=objective, kernels=cpp_backend.chain().kinds)
+        plans.set_autotune(True)
+        state = torch.random.get_rng_state()
+        for objective in ("forward", "training", "backward"):
+            plans.plan_for(x, cores, objective, cpp_backend.chain())
+        assert torch.equal(state, torch.random.get_rng_state())
+    finally:
+        plans.set_autotune(True)
+    with pytest.raises(TypeError, match="enabled must be a bool"):
+        plans.set_autotune("yes")
+
+
+def test_tuning_candidates_hold_each_kind_within_the_spread():
+    every = planner.enumerate_plans((4, 7, 7, 4), (4, 4, 4, 4), (16, 16, 16), 100, kernels=("gemm", "fused"))
+    for objective in ("forward", "training", "backward"):
+        chosen = plans.tuning_candidates(every, objective)
+        best = min(planner.objective_seconds(p, objective) for p in every)
+        assert min(planner.objective_seconds(p, objective) for p in chosen) == best
+        assert all(planner.objective_seconds(p, objective) <= plans.TUNED_SPREAD * best for p in chosen)
+        assert len(chosen) <= plans.TUNED_CANDIDATES + 3
+        assert any(p.dense for p in chosen) or all(
+            planner.objective_seconds(p, objective) > plans.TUNED_SPREAD * best for p in every if p.dense)

@@ -27,38 +27,69 @@ FusedBackward = Callable[[Tensor, Tensor, Sequence[Tensor], Groups, Optional[Seq
 # ----------------------------------------------------------------------------------------------------------------
 # Merging adjacent cores and projecting gradients back onto them
 # ----------------------------------------------------------------------------------------------------------------
-def _merge_two(left: Tensor, core: Tensor) -> Tensor:
-    """(D_l, P_i, P_j, D) . (D, I, J, D_r) -> (D_l, P_i I, P_j J, D_r), row-major merged indices."""
-    dl, pi, pj, d = left.shape
-    _, i, j, dr = core.shape
-    prod = left.reshape(dl * pi * pj, d) @ core.reshape(d, i * j * dr)
-    return prod.view(dl, pi, pj, i, j, dr).permute(0, 1, 3, 2, 4, 5).reshape(dl, pi * i, pj * j, dr)
+# Cores c_0..c_{m-1} merge left to right through partial products kept as matrices in *interleaved* order:
+# P_1 = c_0 as (D_l I_0 J_0, D_1) and P_{k+1} = P_k @ c_k (D_k, I_k J_k D_{k+1}), whose rows are
+# (D_l, i_0, j_0, ..., i_k, j_k) row-major. Each step is one GEMM and a free view; a single permute at the end
+# groups the i's and the j's. The backward permutes the merged gradient once and runs the GEMMs backwards.
+def _interleaved_product(cores: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    """``(P_m, [P_1, ..., P_{m-1}])``: the full product as (D_l I_0 J_0 ... I_{m-2} J_{m-2}, I J D_r) and the
+    partials each later core multiplied (P_1 is a view of ``cores[0]``)."""
+    partials = [cores[0].reshape(-1, cores[0].shape[3])]
+    for core in cores[1:-1]:
+        partials.append((partials[-1] @ core.reshape(core.shape[0], -1)).view(-1, core.shape[3]))
+    last = cores[-1]
+    return partials[-1] @ last.reshape(last.shape[0], -1), partials
 
 
-def _merge_two_backward(left: Tensor, core: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
-    dl, pi, pj, d = left.shape
-    _, i, j, dr = core.shape
-    g = grad.view(dl, pi, i, pj, j, dr).permute(0, 1, 3, 2, 4, 5).reshape(dl * pi * pj, i * j * dr)
-    grad_left = (g @ core.reshape(d, i * j * dr).t()).view(dl, pi, pj, d)
-    grad_core = (left.reshape(dl * pi * pj, d).t() @ g).view(d, i, j, dr)
-    return grad_left, grad_core
+def _grouped_axes(m: int, outputs_first: bool) -> list[int]:
+    """Axes of the view ``(D_l, i_0, j_0, ..., i_{m-1}, j_{m-1}, D_r)`` that bring it to ``(D_l, i.., j.., D_r)``
+    (``(D_l, j.., i.., D_r)`` with ``outputs_first``)."""
+    ins, outs = list(range(1, 2 * m, 2)), list(range(2, 2 * m + 1, 2))
+    return [0, *(outs + ins if outputs_first else ins + outs), 2 * m + 1]
+
+
+def _interleaved_view(cores: Sequence[Tensor]) -> list[int]:
+    return [cores[0].shape[0], *[s for c in cores for s in c.shape[1:3]], cores[-1].shape[3]]
 
 
 def merge_group(cores: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
-    """Merge consecutive cores into one; also return the left partial products (needed by the backward)."""
-    partials = [cores[0]]
-    for core in cores[1:]:
-        partials.append(_merge_two(partials[-1], core))
-    return partials[-1], partials[:-1]
+    """Merge consecutive cores into one ``(D_l, prod I, prod J, D_r)`` (row-major merged indices, the first core's
+    most significant); also return the partial products the backward needs."""
+    if len(cores) == 1:
+        return cores[0], []
+    product, partials = _interleaved_product(cores)
+    dl, dr = cores[0].shape[0], cores[-1].shape[3]
+    merged = product.view(_interleaved_view(cores)).permute(_grouped_axes(len(cores), False))
+    return merged.reshape(dl, math.prod([c.shape[1] for c in cores]), math.prod([c.shape[2] for c in cores]), dr), \
+        partials
 
 
 def merge_group_backward(cores: Sequence[Tensor], partials: Sequence[Tensor], grad: Tensor) -> list[Tensor]:
     """Gradients of every core of a group from the gradient of the merged core."""
-    grads = [None] * len(cores)
-    for k in range(len(cores) - 1, 0, -1):
-        grad, grads[k] = _merge_two_backward(partials[k - 1], cores[k], grad)
-    grads[0] = grad
+    m = len(cores)
+    if m == 1:
+        return [grad]
+    axes = _grouped_axes(m, False)
+    grouped = [cores[0].shape[0], *[c.shape[1] for c in cores], *[c.shape[2] for c in cores], cores[-1].shape[3]]
+    g = grad.reshape(grouped).permute([axes.index(k) for k in range(len(axes))]).reshape(-1)
+    grads: list[Optional[Tensor]] = [None] * m
+    for k in range(m - 1, 0, -1):
+        core = cores[k]
+        g = g.reshape(-1, core.shape[1] * core.shape[2] * core.shape[3])
+        grads[k] = (partials[k - 1].t() @ g).view(core.shape)
+        g = g @ core.reshape(core.shape[0], -1).t()
+    grads[0] = g.view(cores[0].shape)
     return grads
+
+
+def dense_weight(cores: Sequence[Tensor]) -> Tensor:
+    """W ``(prod J, prod I)`` of a whole MPO (outer bonds 1), contiguous; differentiable by autograd (GEMMs, views
+    and one permute)."""
+    if len(cores) == 1:
+        return cores[0][0, :, :, 0].t().contiguous()
+    product, _ = _interleaved_product(cores)
+    weight = product.view(_interleaved_view(cores)).permute(_grouped_axes(len(cores), True))
+    return weight.reshape(math.prod([c.shape[2] for c in cores]), math.prod([c.shape[1] for c in cores]))
 
 
 # ----------------------------------------------------------------------------------------------------------------

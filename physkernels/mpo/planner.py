@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Plan", "Cost", "CostModel", "plan", "cost_model", "enumerate_plans"]
+__all__ = ["Plan", "Cost", "CostModel", "plan", "cost_model", "enumerate_plans", "objective_seconds"]
 
 
 @dataclass(frozen=True)
@@ -352,6 +352,11 @@ _OBJECTIVES = {
     "forward": lambda p: p.forward.seconds,
     "backward": lambda p: p.backward.seconds + p.recompute.seconds,
 }
+
+
+def objective_seconds(p: Plan, objective: str) -> float:
+    """The predicted seconds of ``p`` for ``objective`` (``training``, ``forward`` or ``backward``)."""
+    return _OBJECTIVES[objective](p)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -12,7 +12,8 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from .cores import mpo_shapes, reference_mpo_weight
+from .contract import dense_weight
+from .cores import mpo_shapes
 from .factorization import check_shapes, useful_ranks
 
 
@@ -36,10 +37,10 @@ def validate_cores(cores, name: str = "cores") -> list[torch.Tensor]:
 def to_dense(cores: Sequence[torch.Tensor]) -> torch.Tensor:
     """The weight ``W`` of shape ``(prod J, prod I)`` that the cores represent (Eq. 5); differentiable.
 
-    Contracts left to right (:func:`physkernels.mpo.cores.reference_mpo_weight`), costing about
-    ``sum_k prod_{l<=k}(I_l J_l) D_{k-1} D_k`` multiply-adds.
+    Contracts left to right (:func:`physkernels.mpo.contract.dense_weight`: one GEMM per core and one permute),
+    costing about ``sum_k prod_{l<=k}(I_l J_l) D_{k-1} D_k`` multiply-adds.
     """
-    return reference_mpo_weight(validate_cores(cores))
+    return dense_weight(validate_cores(cores))
 
 
 def interleaved(weight: torch.Tensor, in_shape: Sequence[int], out_shape: Sequence[int]) -> torch.Tensor:

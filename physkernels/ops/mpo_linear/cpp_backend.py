@@ -11,24 +11,28 @@ import torch
 from ... import _extensions
 from ..._kernel_args import Out, launch, typed_kernel
 from ...mpo import planner
-from .plans import fused_layout, fused_threads, planned_backward, planned_forward
+from .plans import ChainKernels, fused_layout, fused_threads, planned_backward, planned_forward
 
 
-def _kernels() -> tuple[str, ...]:
+@functools.cache
+def chain() -> ChainKernels:
+    """The gemm chains, and the fused chain kernel where ``_C`` has it."""
     module = _extensions.load("_C")
-    return ("gemm", "fused") if module is not None and hasattr(module, "mpo") else ("gemm",)
+    if module is None or not hasattr(module, "mpo"):
+        return ChainKernels("cpp", ("gemm",))
+    return ChainKernels("cpp", ("gemm", "fused"), fused_forward, fused_backward)
 
 
 def forward(x, cores, bias):
-    return planned_forward(x, cores, bias, _kernels(), fused_forward)
+    return planned_forward(x, cores, bias, chain())
 
 
 def forward_keep(x, cores, bias):
-    return planned_forward(x, cores, bias, _kernels(), fused_forward, keep_states=True)
+    return planned_forward(x, cores, bias, chain(), keep_states=True)
 
 
 def backward(grad, needs, x, cores, bias, kept=None):
-    return planned_backward(grad, needs, x, cores, bias, _kernels(), fused_backward, kept)
+    return planned_backward(grad, needs, x, cores, bias, chain(), kept)
 
 
 @functools.lru_cache(maxsize=1024)

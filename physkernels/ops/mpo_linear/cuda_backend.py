@@ -10,10 +10,7 @@ import torch
 from ... import _extensions
 from ..._kernel_args import Out, device_constant, launch, typed_kernel
 from ...mpo import contract
-from .plans import fused_chain, planned_backward, planned_forward
-
-_KERNELS = ("gemm", "fused")
-
+from .plans import ChainKernels, fused_chain, planned_backward, planned_forward
 
 def _chain_buffers(x, merged):
     """Flattened step matrices, the int64 step table, tile, state sizes of the fused chain."""
@@ -60,15 +57,16 @@ def _merged_backward(grad, x, merged, need_x=True):
 
 fused_forward = contract.forward_on_merged_cores(_merged_forward)
 fused_backward = contract.backward_on_merged_cores(_merged_backward)
+CHAIN = ChainKernels("cuda", ("gemm", "fused"), fused_forward, fused_backward)
 
 
 def forward(x, cores, bias):
-    return planned_forward(x, cores, bias, _KERNELS, fused_forward)
+    return planned_forward(x, cores, bias, CHAIN)
 
 
 def forward_keep(x, cores, bias):
-    return planned_forward(x, cores, bias, _KERNELS, fused_forward, keep_states=True)
+    return planned_forward(x, cores, bias, CHAIN, keep_states=True)
 
 
 def backward(grad, needs, x, cores, bias, kept=None):
-    return planned_backward(grad, needs, x, cores, bias, _KERNELS, fused_backward, kept)
+    return planned_backward(grad, needs, x, cores, bias, CHAIN, kept)

@@ -1,55 +1,159 @@
-"""The planned contraction every compiled MPO backend runs: the planner's choice for a call (memoised), the forward
-and backward that execute it (:mod:`physkernels.mpo.contract`, with a backend's fused chain kernel for ``fused``
-plans), and the layout of a fused chain (step matrices, batch tile, threads).
+"""The planned contraction every compiled MPO backend runs: the plan for a call (chosen by measurement on its first
+call, then memoised), the forward and backward that execute it (:mod:`physkernels.mpo.contract`, with a backend's
+fused chain kernel for ``fused`` plans), and the layout of a fused chain (step matrices, batch tile, threads).
 
-A backend's fused kernels enter as ``fused_forward(x, cores, groups) -> (y, kept)`` and
+**Choosing the plan.** The first call of a problem (core shapes, batch, dtype, device, objective, backend, CPU
+threads) times the candidates the cost model ranks best (:func:`physkernels.mpo.planner.enumerate_plans`: the
+``TUNED_CANDIDATES`` cheapest predicted, the cheapest of each kind — dense, gemm chain, fused chain — and none
+predicted over ``TUNED_SPREAD`` times the cheapest) on the call's own tensors, and keeps the fastest: the pick is
+measured on the machine that runs it, as cuDNN's benchmark mode and Triton's autotuner do. Later calls of the same
+problem reuse it. The cost model alone decides when measuring is off (:func:`set_autotune`, or the environment
+variable ``PHYSKERNELS_MPO_AUTOTUNE=0``) and while a CUDA graph is being captured (nothing can be timed then).
+Different picks differ only in rounding.
+
+A backend describes what it runs plans with as a :class:`ChainKernels`: the kernel kinds the planner may choose
+(``gemm``, ``fused``) and its fused kernels, ``fused_forward(x, cores, groups) -> (y, kept)`` and
 ``fused_backward(grad, x, cores, groups, kept, need_x) -> (dx, [d core])``.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
 from ...mpo import contract, planner
 from ...mpo.cores import mpo_shapes
 
-
+TUNED_CANDIDATES = 4
+TUNED_SPREAD = 4.0
+_TUNE_SECONDS = 0.02  # time one candidate for about this long (three runs at least, after a warm-up)
+_autotune = os.environ.get("PHYSKERNELS_MPO_AUTOTUNE", "1") != "0"
 _plan_memo: dict = {}
 
 
-def plan_for(x: torch.Tensor, cores, objective: str, kernels: tuple[str, ...]) -> planner.Plan:
-    """The planner's choice for this call (memoised on the raw shapes: this runs on every call)."""
-    key = (tuple(c.shape for c in cores), x.shape[0], x.dtype, x.device, objective, kernels, torch.get_num_threads())
+@dataclass(frozen=True)
+class ChainKernels:
+    """What a backend runs plans with: its name, the kernel kinds the planner may choose and its fused kernels."""
+
+    backend: str
+    kinds: tuple[str, ...]
+    fused_forward: Optional[contract.FusedForward] = None
+    fused_backward: Optional[contract.FusedBackward] = None
+
+
+def set_autotune(enabled: bool) -> None:
+    """Choose plans by timing candidates on their first call (default) or by the cost model alone; forgets the
+    plans chosen so far."""
+    global _autotune
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool, got {type(enabled).__name__}")
+    _autotune = enabled
+    _plan_memo.clear()
+
+
+def autotune_enabled() -> bool:
+    return _autotune
+
+
+def plan_for(x: torch.Tensor, cores, objective: str, chain: ChainKernels) -> planner.Plan:
+    """The plan that runs this call (memoised on the raw shapes: this runs on every call)."""
+    key = (tuple(c.shape for c in cores), x.shape[0], x.dtype, x.device, objective, chain.backend, chain.kinds,
+           torch.get_num_threads())
     found = _plan_memo.get(key)
     if found is None:
-        if len(_plan_memo) > 4096:
-            _plan_memo.clear()
+        capturing = x.is_cuda and torch.cuda.is_current_stream_capturing()
         in_shape, out_shape, ranks = mpo_shapes(cores)
-        found = _plan_memo[key] = planner.plan(in_shape, out_shape, ranks, x.shape[0], x.dtype, x.device,
-                                               kernels=kernels, objective=objective)
+        if _autotune and not capturing:
+            found = _measured_plan(x, cores, objective, chain, in_shape, out_shape, ranks)
+        else:
+            found = planner.plan(in_shape, out_shape, ranks, x.shape[0], x.dtype, x.device, kernels=chain.kinds,
+                                 objective=objective)
+        if not capturing:
+            if len(_plan_memo) > 4096:
+                _plan_memo.clear()
+            _plan_memo[key] = found
     return found
 
 
-def planned_forward(x, cores, bias, kernels, fused, keep_states=False):
+def tuning_candidates(plans: list, objective: str) -> list:
+    """The plans worth timing: the ``TUNED_CANDIDATES`` cheapest predicted and the cheapest of each kind (dense,
+    gemm chain, fused chain), leaving out those predicted over ``TUNED_SPREAD`` times the cheapest."""
+    ranked = sorted(plans, key=lambda p: planner.objective_seconds(p, objective))
+    best = planner.objective_seconds(ranked[0], objective)
+    chosen = ranked[:TUNED_CANDIDATES]
+    for kind in ("dense", "gemm", "fused"):
+        first = next((p for p in ranked if ("dense" if p.dense else p.kernel) == kind), None)
+        if first is not None and first not in chosen:
+            chosen.append(first)
+    return [p for p in chosen if planner.objective_seconds(p, objective) <= TUNED_SPREAD * best]
+
+
+def _run(p: planner.Plan, objective: str, x, cores, grad, chain: ChainKernels) -> None:
+    """One pass of ``objective`` by plan ``p`` (results discarded)."""
+    if objective == "forward":
+        contract.run_forward(p, x, cores, fused=chain.fused_forward)
+    elif objective == "training":
+        _, states = contract.run_forward(p, x, cores, fused=chain.fused_forward, keep_states=True)
+        contract.run_backward(p, grad, x, cores, fused=chain.fused_backward, states=states)
+    else:
+        contract.run_backward(p, grad, x, cores, fused=chain.fused_backward)
+
+
+def _seconds(fn, device: torch.device) -> float:
+    """Fastest of a few timed runs of ``fn`` after a warm-up (one timed run when a run takes the whole budget)."""
+    def timed() -> float:
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    timed()  # warm-up: first-call costs (compilation, allocation) are not measured
+    best = spent = timed()
+    runs = 1
+    while runs < 10 and (runs < 3 or spent < _TUNE_SECONDS) and best < _TUNE_SECONDS:
+        t = timed()
+        best, spent, runs = min(best, t), spent + t, runs + 1
+    return best
+
+
+def _measured_plan(x, cores, objective, chain, in_shape, out_shape, ranks) -> planner.Plan:
+    plans = planner.enumerate_plans(in_shape, out_shape, ranks, x.shape[0], x.dtype, x.device, chain.kinds)
+    candidates = tuning_candidates(plans, objective)
+    if len(candidates) == 1:
+        return candidates[0]
+    grad = x.new_ones(x.shape[0], math.prod(out_shape))
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+    with torch.no_grad():
+        times = [_seconds(lambda: _run(p, objective, x, cores, grad, chain), x.device) for p in candidates]
+    return candidates[times.index(min(times))]
+
+
+def planned_forward(x, cores, bias, chain: ChainKernels, keep_states=False):
     """``x @ W^T + bias`` by the plan (contiguous operands); with ``keep_states`` also ``(plan, states)`` for
     :func:`planned_backward`."""
     x, cores = x.contiguous(), [c.contiguous() for c in cores]
-    p = plan_for(x, cores, "training" if keep_states else "forward", kernels)
-    out = contract.run_forward(p, x, cores, fused=fused, keep_states=keep_states)
+    p = plan_for(x, cores, "training" if keep_states else "forward", chain)
+    out = contract.run_forward(p, x, cores, fused=chain.fused_forward, keep_states=keep_states)
     y, kept = (out[0], (p, out[1])) if keep_states else (out, None)
     if bias is not None:
         y = y.add_(bias)
     return (y, kept) if keep_states else y
 
 
-def planned_backward(grad, needs, x, cores, bias, kernels, fused, kept=None):
+def planned_backward(grad, needs, x, cores, bias, chain: ChainKernels, kept=None):
     """``(dx, [d core], dbias)`` by the forward's plan and kept states, or (custom op) by its own plan,
     recomputing; dx is None when ``needs[0]`` is False."""
     grad, x, cores = grad.contiguous(), x.contiguous(), [c.contiguous() for c in cores]
-    p, states = kept if kept is not None else (plan_for(x, cores, "backward", kernels), None)
-    grads = contract.run_backward(p, grad, x, cores, fused=fused, states=states, need_x=needs[0])
+    p, states = kept if kept is not None else (plan_for(x, cores, "backward", chain), None)
+    grads = contract.run_backward(p, grad, x, cores, fused=chain.fused_backward, states=states, need_x=needs[0])
     return grads[0], list(grads[1:]), grad.sum(0) if bias is not None else None
 
 

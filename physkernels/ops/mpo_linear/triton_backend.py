@@ -17,7 +17,7 @@ import triton.language as tl
 
 from ..._kernel_args import device_constant
 from ...mpo import contract
-from .plans import fused_chain, planned_backward, planned_forward
+from .plans import ChainKernels, fused_chain, planned_backward, planned_forward
 
 
 @triton.jit
@@ -106,17 +106,18 @@ def _merged_forward(x, merged):
 
 
 fused_forward = contract.forward_on_merged_cores(_merged_forward)
+# the fused kernel covers the forward chain only: passes that need a backward run the gemm plans
+FORWARD_CHAIN = ChainKernels("triton", ("gemm", "fused"), fused_forward)
+TRAINING_CHAIN = ChainKernels("triton", ("gemm",))
 
 
 def forward(x, cores, bias):
-    return planned_forward(x, cores, bias, ("gemm", "fused"), fused_forward)
+    return planned_forward(x, cores, bias, FORWARD_CHAIN)
 
 
 def forward_keep(x, cores, bias):
-    """With autograd the gemm plans run (the fused kernel covers the forward chain only; the backward needs the
-    gemm chain's states)."""
-    return planned_forward(x, cores, bias, ("gemm",), None, keep_states=True)
+    return planned_forward(x, cores, bias, TRAINING_CHAIN, keep_states=True)
 
 
 def backward(grad, needs, x, cores, bias, kept=None):
-    return planned_backward(grad, needs, x, cores, bias, ("gemm",), None, kept)
+    return planned_backward(grad, needs, x, cores, bias, TRAINING_CHAIN, kept)
