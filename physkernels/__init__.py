@@ -6,6 +6,8 @@ Public API (see README.md):
 * ``physkernels.nn``: drop-in layers.
 * ``set_backend`` / ``use_backend`` / ``get_backend`` / ``available_backends``: backend selection.
 * ``info()``: version, backends, compile flags and threads of this installation.
+* ``set_mpo_autotune(enabled)``: MPO contraction plans chosen by timing on their first call (default) or by the
+  cost model alone (deterministic; also whenever ``torch.use_deterministic_algorithms(True)`` is set).
 
 The CPU kernels use ``torch.get_num_threads()`` threads; set it with ``torch.set_num_threads``.
 """
@@ -37,13 +39,15 @@ __all__ = [
     "get_backend",
     "info",
     "set_backend",
+    "set_mpo_autotune",
     "use_backend",
 ]
 
 # Submodules imported on first attribute access, so `import physkernels` stays cheap.
-_LAZY_SUBMODULES = ("ops", "nn", "kernels", "benchmarks", "testing", "physics", "data", "mpo", "taylor")
+_LAZY_SUBMODULES = ("ops", "nn", "benchmarks", "testing", "physics", "data", "mpo", "taylor")
 # Top-level functions that live in submodules: name -> (module, attribute).
-_LAZY_FUNCTIONS = {"compress": (".nn.compress", "compress")}
+_LAZY_FUNCTIONS = {"compress": (".nn.compress", "compress"),
+                   "set_mpo_autotune": (".ops.mpo_linear.plans", "set_autotune")}
 
 
 def __getattr__(name: str) -> Any:

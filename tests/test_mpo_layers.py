@@ -455,6 +455,27 @@ def test_mpo_conv2d_matches_conv2d_with_dense_kernel(kwargs):
                             atol=1e-10, rtol=1e-9)
 
 
+@pytest.mark.parametrize("x_shape,stride", [((3, 3, 4, 2), 1), ((3, 4, 2), 2), ((1, 3, 4, 2), (3, 1))])
+def test_mpo_conv2d_over_the_whole_input_runs_the_chain(x_shape, stride, monkeypatch):
+    """A kernel as large as the unpadded input is a linear map of the flattened input: the layer runs the planned
+    chain on it (never reconstructing the kernel) and matches nn.Conv2d with the dense kernel, gradients too."""
+    layer = MPOConv2d(3, 6, (4, 2), stride=stride, bond_dim=2, dtype=F64)
+    reference = nn.Conv2d(3, 6, (4, 2), stride=stride, dtype=F64)
+    monkeypatch.setattr(layer, "to_dense", lambda: pytest.fail("the whole-input case reconstructed the kernel"))
+    x = torch.randn(*x_shape, dtype=F64)
+    cores = [c.detach().clone() for c in layer.cores]
+    bias = torch.randn(6, dtype=F64)
+
+    def through_layer(x, cores, bias):
+        return torch.func.functional_call(layer, _params_call(layer, cores, bias), (x,))
+
+    def dense(x, cores, bias):
+        params = {"weight": dense_by_eq5(cores).reshape(reference.weight.shape), "bias": bias}
+        return torch.func.functional_call(reference, params, (x,))
+
+    check_against_reference(through_layer, dense, [x, cores, bias], atol=1e-10, rtol=1e-9)
+
+
 def test_mpo_conv2d_gradcheck_and_from_conv():
     layer = MPOConv2d(2, 4, 3, padding=1, bond_dim=2, dtype=F64)
     x = torch.randn(1, 2, 4, 4, dtype=F64, requires_grad=True)

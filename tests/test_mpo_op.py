@@ -461,6 +461,12 @@ def test_autotune_off_uses_the_cost_model_and_tuning_leaves_the_rng_alone():
             assert plans.plan_for(x, cores, objective, cpp_backend.chain()) == plan(
                 (3, 4, 2), (2, 3, 4), (3, 3), 9, objective=objective, kernels=cpp_backend.chain().kinds)
         plans.set_autotune(True)
+        torch.use_deterministic_algorithms(True)
+        try:  # deterministic algorithms requested: the cost model decides (its fused pick), not the timing
+            assert plans.plan_for(x, cores, "forward", _timed_chain(0.01)) == plan(
+                (3, 4, 2), (2, 3, 4), (3, 3), 9, objective="forward", kernels=("gemm", "fused"))
+        finally:
+            torch.use_deterministic_algorithms(False)
         state = torch.random.get_rng_state()
         for objective in ("forward", "training", "backward"):
             plans.plan_for(x, cores, objective, cpp_backend.chain())

@@ -247,8 +247,10 @@ class MPOConv2d(_MPOWeight):
     Forward: reconstruct the kernel from the cores (about ``sum_k prod_{l<=k}(I_l J_l) D_{k-1} D_k`` MACs,
     independent of batch and image size) and call ``F.conv2d``. The alternative, applying the MPO chain to
     unfolded patches, would materialise a ``kh*kw``-times larger im2col tensor and trade the tuned convolution for
-    a chain whose per-patch cost only beats the dense kernel at very low ranks; the reconstruction is a negligible
-    fraction of any real convolution, so it is the one path.
+    a chain whose per-patch cost only beats the dense kernel at very low ranks. One case has no im2col: a kernel
+    that covers the whole unpadded input (``H == kh``, ``W == kw``, no padding or dilation, one group; e.g. the
+    LeNet-5 layer that maps 16x5x5 to 120) is a linear map of the flattened input, and runs as
+    :func:`physkernels.ops.mpo_linear` on it (the planned chain; output ``(B, C_out, 1, 1)``).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
@@ -280,7 +282,15 @@ class MPOConv2d(_MPOWeight):
         """The kernel as nn.Conv2d.weight: ``(C_out, C_in/groups, kh, kw)``; differentiable."""
         return self.weight_matrix().reshape(self.out_channels, self.in_channels // self.groups, *self.kernel_size)
 
+    def _sees_whole_input(self, x: torch.Tensor) -> bool:
+        return (x.dim() in (3, 4) and tuple(x.shape[-2:]) == tuple(self.kernel_size) and self.groups == 1
+                and tuple(self.padding) == (0, 0) and tuple(self.dilation) == (1, 1)
+                and x.shape[-3] == self.in_channels)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._sees_whole_input(x):
+            y = ops.mpo_linear(x.reshape(*x.shape[:-3], self.fan_in), self.core_list(), self.bias)
+            return y.reshape(*y.shape, 1, 1)
         weight = self.to_dense()
         if self.padding_mode != "zeros":
             x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)

@@ -7,9 +7,11 @@ threads) times the candidates the cost model ranks best (:func:`physkernels.mpo.
 ``TUNED_CANDIDATES`` cheapest predicted, the cheapest of each kind — dense, gemm chain, fused chain — and none
 predicted over ``TUNED_SPREAD`` times the cheapest) on the call's own tensors, and keeps the fastest: the pick is
 measured on the machine that runs it, as cuDNN's benchmark mode and Triton's autotuner do. Later calls of the same
-problem reuse it. The cost model alone decides when measuring is off (:func:`set_autotune`, or the environment
-variable ``PHYSKERNELS_MPO_AUTOTUNE=0``) and while a CUDA graph is being captured (nothing can be timed then).
-Different picks differ only in rounding.
+problem reuse it. Timings vary, so two processes may pick differently, and their results then differ in rounding;
+the cost model alone decides (the same pick every run) when measuring is off (:func:`set_autotune`, or the
+environment variable ``PHYSKERNELS_MPO_AUTOTUNE=0``), under ``torch.use_deterministic_algorithms(True)`` (as
+``torch.backends.cudnn.benchmark`` yields to it), and while a CUDA graph is being captured (nothing can be timed
+then).
 
 A backend describes what it runs plans with as a :class:`ChainKernels`: the kernel kinds the planner may choose
 (``gemm``, ``fused``) and its fused kernels, ``fused_forward(x, cores, groups) -> (y, kept)`` and
@@ -48,8 +50,8 @@ class ChainKernels:
 
 
 def set_autotune(enabled: bool) -> None:
-    """Choose plans by timing candidates on their first call (default) or by the cost model alone; forgets the
-    plans chosen so far."""
+    """Choose MPO plans by timing candidates on their first call (default; faster) or by the cost model alone (the
+    same pick in every run: bitwise-reproducible results); forgets the plans chosen so far."""
     global _autotune
     if not isinstance(enabled, bool):
         raise TypeError(f"enabled must be a bool, got {type(enabled).__name__}")
@@ -63,13 +65,14 @@ def autotune_enabled() -> bool:
 
 def plan_for(x: torch.Tensor, cores, objective: str, chain: ChainKernels) -> planner.Plan:
     """The plan that runs this call (memoised on the raw shapes: this runs on every call)."""
+    measure = _autotune and not torch.are_deterministic_algorithms_enabled()
     key = (tuple(c.shape for c in cores), x.shape[0], x.dtype, x.device, objective, chain.backend, chain.kinds,
-           torch.get_num_threads())
+           torch.get_num_threads(), measure)
     found = _plan_memo.get(key)
     if found is None:
         capturing = x.is_cuda and torch.cuda.is_current_stream_capturing()
         in_shape, out_shape, ranks = mpo_shapes(cores)
-        if _autotune and not capturing:
+        if measure and not capturing:
             found = _measured_plan(x, cores, objective, chain, in_shape, out_shape, ranks)
         else:
             found = planner.plan(in_shape, out_shape, ranks, x.shape[0], x.dtype, x.device, kernels=chain.kinds,
