@@ -56,9 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backend", default="auto", choices=("auto",) + physkernels.BACKENDS,
                    help="physkernels backend (auto = the fastest on the device)")
     p.add_argument("--autotune", action="store_true",
-                   help="choose each MPO layer's contraction plan by timing it on its first call (faster; the "
-                        "pick can differ between runs, and then results differ in rounding). Default: the cost "
-                        "model's pick, so a run and its resumption are bitwise reproducible")
+                   help="choose MPO contraction plans and GPU kernel configurations by timing them on their first "
+                        "call (faster; the pick can differ between runs, and then results differ in rounding). "
+                        "Default: the deterministic picks, so a run and its resumption are bitwise reproducible")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0: torch's default; 1 is fastest on a busy shared machine)")
     p.add_argument("--out", default=None, help="output folder (default runs/<first model>)")
@@ -119,7 +119,7 @@ def _init_distributed(device: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     physkernels.set_backend(args.backend)
-    physkernels.set_mpo_autotune(args.autotune)
+    physkernels.set_autotune(args.autotune)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device

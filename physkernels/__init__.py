@@ -6,8 +6,8 @@ Public API (see README.md):
 * ``physkernels.nn``: drop-in layers.
 * ``set_backend`` / ``use_backend`` / ``get_backend`` / ``available_backends``: backend selection.
 * ``info()``: version, backends, compile flags and threads of this installation.
-* ``set_mpo_autotune(enabled)``: MPO contraction plans chosen by timing on their first call (default) or by the
-  cost model alone (deterministic; also whenever ``torch.use_deterministic_algorithms(True)`` is set).
+* ``set_autotune(enabled)``: MPO contraction plans and GPU kernel configurations chosen by timing on their first
+  call (default) or deterministically (also whenever ``torch.use_deterministic_algorithms(True)`` is set).
 
 The CPU kernels use ``torch.get_num_threads()`` threads; set it with ``torch.set_num_threads``.
 """
@@ -39,7 +39,7 @@ __all__ = [
     "get_backend",
     "info",
     "set_backend",
-    "set_mpo_autotune",
+    "set_autotune",
     "use_backend",
 ]
 
@@ -47,7 +47,7 @@ __all__ = [
 _LAZY_SUBMODULES = ("ops", "nn", "benchmarks", "testing", "physics", "data", "mpo", "taylor")
 # Top-level functions that live in submodules: name -> (module, attribute).
 _LAZY_FUNCTIONS = {"compress": (".nn.compress", "compress"),
-                   "set_mpo_autotune": (".ops.mpo_linear.plans", "set_autotune")}
+                   "set_autotune": ("._autotune", "set_autotune")}
 
 
 def __getattr__(name: str) -> Any:

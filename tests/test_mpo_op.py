@@ -440,7 +440,7 @@ def _timed_chain(delay_fused: float):
 def test_autotune_picks_the_measured_fastest_candidate(delay, fused_wins):
     """A fused kernel made 10 ms slower is never picked for the forward; one that costs nothing always is."""
     x, cores = _tuning_problem()
-    plans.set_autotune(True)
+    physkernels.set_autotune(True)
     try:
         p = plans.plan_for(x, cores, "forward", _timed_chain(delay))
         assert (p.kernel == "fused") == fused_wins, p.strategy
@@ -449,18 +449,18 @@ def test_autotune_picks_the_measured_fastest_candidate(delay, fused_wins):
         assert p in candidates
         assert plans.plan_for(x, cores, "forward", _timed_chain(delay)) is p  # memoised: not measured again
     finally:
-        plans.set_autotune(True)
+        physkernels.set_autotune(True)
 
 
 @pytest.mark.skipif("cpp" not in available_backends("cpu"), reason="C++ extension not built")
 def test_autotune_off_uses_the_cost_model_and_tuning_leaves_the_rng_alone():
     x, cores = _tuning_problem()
     try:
-        plans.set_autotune(False)
+        physkernels.set_autotune(False)
         for objective in ("forward", "training", "backward"):
             assert plans.plan_for(x, cores, objective, cpp_backend.chain()) == plan(
                 (3, 4, 2), (2, 3, 4), (3, 3), 9, objective=objective, kernels=cpp_backend.chain().kinds)
-        plans.set_autotune(True)
+        physkernels.set_autotune(True)
         torch.use_deterministic_algorithms(True)
         try:  # deterministic algorithms requested: the cost model decides (its fused pick), not the timing
             assert plans.plan_for(x, cores, "forward", _timed_chain(0.01)) == plan(
@@ -472,9 +472,9 @@ def test_autotune_off_uses_the_cost_model_and_tuning_leaves_the_rng_alone():
             plans.plan_for(x, cores, objective, cpp_backend.chain())
         assert torch.equal(state, torch.random.get_rng_state())
     finally:
-        plans.set_autotune(True)
+        physkernels.set_autotune(True)
     with pytest.raises(TypeError, match="enabled must be a bool"):
-        plans.set_autotune("yes")
+        physkernels.set_autotune("yes")
 
 
 def test_tuning_candidates_hold_each_kind_within_the_spread():

@@ -1,17 +1,13 @@
-"""The planned contraction every compiled MPO backend runs: the plan for a call (chosen by measurement on its first
-call, then memoised), the forward and backward that execute it (:mod:`physkernels.mpo.contract`, with a backend's
-fused chain kernel for ``fused`` plans), and the layout of a fused chain (step matrices, batch tile, threads).
+"""The planned contraction every compiled MPO backend runs: the plan for a call, the forward and backward that
+execute it (:mod:`physkernels.mpo.contract`, with a backend's fused chain kernel for ``fused`` plans), and the
+layout of a fused chain (step matrices, batch tile, threads).
 
-**Choosing the plan.** The first call of a problem (core shapes, batch, dtype, device, objective, backend, CPU
-threads) times the candidates the cost model ranks best (:func:`physkernels.mpo.planner.enumerate_plans`: the
-``TUNED_CANDIDATES`` cheapest predicted, the cheapest of each kind — dense, gemm chain, fused chain — and none
-predicted over ``TUNED_SPREAD`` times the cheapest) on the call's own tensors, and keeps the fastest: the pick is
-measured on the machine that runs it, as cuDNN's benchmark mode and Triton's autotuner do. Later calls of the same
-problem reuse it. Timings vary, so two processes may pick differently, and their results then differ in rounding;
-the cost model alone decides (the same pick every run) when measuring is off (:func:`set_autotune`, or the
-environment variable ``PHYSKERNELS_MPO_AUTOTUNE=0``), under ``torch.use_deterministic_algorithms(True)`` (as
-``torch.backends.cudnn.benchmark`` yields to it), and while a CUDA graph is being captured (nothing can be timed
-then).
+**Choosing the plan** (:mod:`physkernels._autotune`). The first call of a problem (core shapes, batch, dtype,
+device, objective, backend, CPU threads) times the candidates the cost model ranks best
+(:func:`physkernels.mpo.planner.enumerate_plans`: the ``TUNED_CANDIDATES`` cheapest predicted and the cheapest of
+each kind — dense, gemm chain, fused chain — none predicted over ``TUNED_SPREAD`` times the cheapest) on the
+call's own tensors and keeps the fastest; later calls reuse it. Where nothing is measured (autotuning off,
+deterministic algorithms requested, CUDA-graph capture) the cost model's pick runs: the same in every run.
 
 A backend describes what it runs plans with as a :class:`ChainKernels`: the kernel kinds the planner may choose
 (``gemm``, ``fused``) and its fused kernels, ``fused_forward(x, cores, groups) -> (y, kept)`` and
@@ -22,21 +18,17 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import time
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
+from ... import _autotune
 from ...mpo import contract, planner
 from ...mpo.cores import mpo_shapes
 
 TUNED_CANDIDATES = 4
 TUNED_SPREAD = 4.0
-_TUNE_SECONDS = 0.02  # time one candidate for about this long (three runs at least, after a warm-up)
-_autotune = os.environ.get("PHYSKERNELS_MPO_AUTOTUNE", "1") != "0"
-_plan_memo: dict = {}
 
 
 @dataclass(frozen=True)
@@ -49,39 +41,32 @@ class ChainKernels:
     fused_backward: Optional[contract.FusedBackward] = None
 
 
-def set_autotune(enabled: bool) -> None:
-    """Choose MPO plans by timing candidates on their first call (default; faster) or by the cost model alone (the
-    same pick in every run: bitwise-reproducible results); forgets the plans chosen so far."""
-    global _autotune
-    if not isinstance(enabled, bool):
-        raise TypeError(f"enabled must be a bool, got {type(enabled).__name__}")
-    _autotune = enabled
-    _plan_memo.clear()
-
-
-def autotune_enabled() -> bool:
-    return _autotune
-
-
 def plan_for(x: torch.Tensor, cores, objective: str, chain: ChainKernels) -> planner.Plan:
     """The plan that runs this call (memoised on the raw shapes: this runs on every call)."""
-    measure = _autotune and not torch.are_deterministic_algorithms_enabled()
-    key = (tuple(c.shape for c in cores), x.shape[0], x.dtype, x.device, objective, chain.backend, chain.kinds,
-           torch.get_num_threads(), measure)
-    found = _plan_memo.get(key)
-    if found is None:
-        capturing = x.is_cuda and torch.cuda.is_current_stream_capturing()
-        in_shape, out_shape, ranks = mpo_shapes(cores)
-        if measure and not capturing:
-            found = _measured_plan(x, cores, objective, chain, in_shape, out_shape, ranks)
-        else:
-            found = planner.plan(in_shape, out_shape, ranks, x.shape[0], x.dtype, x.device, kernels=chain.kinds,
-                                 objective=objective)
-        if not capturing:
-            if len(_plan_memo) > 4096:
-                _plan_memo.clear()
-            _plan_memo[key] = found
-    return found
+    key = ("mpo_plan", tuple(c.shape for c in cores), x.shape[0], x.dtype, x.device, objective, chain.backend,
+           chain.kinds, torch.get_num_threads())
+    found = _autotune.remembered(key)
+    if found is not None:
+        return found
+
+    def shapes():
+        return mpo_shapes(cores)
+
+    def cost_model_pick():
+        return planner.plan(*shapes(), x.shape[0], x.dtype, x.device, kernels=chain.kinds, objective=objective)
+
+    def candidates():
+        plans = planner.enumerate_plans(*shapes(), x.shape[0], x.dtype, x.device, chain.kinds)
+        return tuning_candidates(plans, objective)
+
+    grad = []  # the cotangent the candidates' backward passes use, made once
+
+    def run(p):
+        if not grad:
+            grad.append(x.new_ones(x.shape[0], math.prod(shapes()[1])))
+        _run(p, objective, x, cores, grad[0], chain)
+
+    return _autotune.choose(key, x.device, cost_model_pick, candidates, run)
 
 
 def tuning_candidates(plans: list, objective: str) -> list:
@@ -106,37 +91,6 @@ def _run(p: planner.Plan, objective: str, x, cores, grad, chain: ChainKernels) -
         contract.run_backward(p, grad, x, cores, fused=chain.fused_backward, states=states)
     else:
         contract.run_backward(p, grad, x, cores, fused=chain.fused_backward)
-
-
-def _seconds(fn, device: torch.device) -> float:
-    """Fastest of a few timed runs of ``fn`` after a warm-up (one timed run when a run takes the whole budget)."""
-    def timed() -> float:
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-
-    timed()  # warm-up: first-call costs (compilation, allocation) are not measured
-    best = spent = timed()
-    runs = 1
-    while runs < 10 and (runs < 3 or spent < _TUNE_SECONDS) and best < _TUNE_SECONDS:
-        t = timed()
-        best, spent, runs = min(best, t), spent + t, runs + 1
-    return best
-
-
-def _measured_plan(x, cores, objective, chain, in_shape, out_shape, ranks) -> planner.Plan:
-    plans = planner.enumerate_plans(in_shape, out_shape, ranks, x.shape[0], x.dtype, x.device, chain.kinds)
-    candidates = tuning_candidates(plans, objective)
-    if len(candidates) == 1:
-        return candidates[0]
-    grad = x.new_ones(x.shape[0], math.prod(out_shape))
-    if x.is_cuda:
-        torch.cuda.synchronize(x.device)
-    with torch.no_grad():
-        times = [_seconds(lambda: _run(p, objective, x, cores, grad, chain), x.device) for p in candidates]
-    return candidates[times.index(min(times))]
 
 
 def planned_forward(x, cores, bias, chain: ChainKernels, keep_states=False):
