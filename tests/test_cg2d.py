@@ -472,15 +472,19 @@ def test_bad_arguments_to_the_layer_and_geometry():
 @pytest.mark.triton
 @pytest.mark.skipif("triton" not in CPU_BACKENDS, reason="triton needs a GPU or TRITON_INTERPRET=1")
 def test_triton_spans_several_blocks_of_every_tiled_dimension():
-    """17 output channels per group (two channel blocks of 16), 2 x 4 x 4 = 32 output positions and 25 input pixels
-    (two blocks of 16 each), two groups: every grid axis of the forward, dW and dx kernels has several blocks."""
+    """17 output channels per group (two channel blocks of 16), 2 x 4 x 4 = 32 or 2 x 5 x 4 = 40 output positions
+    and 25 or 30 input pixels (several blocks of 16), two groups: every grid axis of the forward, dW and dx kernels
+    has several blocks, and the dW reduction over positions runs in two slices (the second one partial for 40)."""
+    from physkernels.ops._triton_launch import reduction_splits
     from physkernels.ops.cg2d import triton_backend as cg2d_triton
 
-    block_o, block_r = cg2d_triton._blocks(17, True)
+    block_r, block_o, _ = cg2d_triton._INTERPRETED_CONFIGS[0]
     assert 17 > block_o and 2 * 4 * 4 > block_r and 5 * 5 > block_r
-    cfg = dict(batch=2, c_in=4, c_out=34, cg=2, h=5, w=5, kernel=(2, 2), stride=(1, 1), padding=(0, 0),
-               dilation=(1, 1), groups=2, order=2, bias=True)
-    check_backend(cfg, "triton", seed=3)
+    assert reduction_splits(4, 3, torch.device("cpu")) == 2
+    for h in (5, 6):
+        cfg = dict(batch=2, c_in=4, c_out=34, cg=2, h=h, w=5, kernel=(2, 2), stride=(1, 1), padding=(0, 0),
+                   dilation=(1, 1), groups=2, order=2, bias=True)
+        check_backend(cfg, "triton", seed=3)
 
 
 # ------------------------------------------------------------------------------------------- every device

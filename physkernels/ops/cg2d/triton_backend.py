@@ -7,12 +7,15 @@ P values then the pairs p <= q in ``torch.triu_indices`` order, padded with zero
 
 * forward: program (tile of flattened (b, ho, wo) positions, group x block of outputs):
   ``acc[o, r] += W[o, c, :] @ feat_c[:, r]`` over the group's channels c.
-* weight gradient: program (group x channel, block of outputs): ``dW[o, c, :] = sum_r gy[o, r] feat_c[:, r]^T``
-  over every position, in a fixed order (deterministic).
+* weight gradient: program (group x channel, block of outputs, slice of positions):
+  ``dW[o, c, :] = sum_r gy[o, r] feat_c[:, r]^T`` over the slice's positions; the slices' partial sums are added
+  in a fixed order (deterministic; :func:`physkernels.ops._triton_launch.reduction_splits` sets how many).
 * input gradient, gather form (deterministic, no atomics): program (image x channel, block of input pixels). For
   each kernel offset p the pixel is x_p of at most one output position r_p; there
   ``dx += sum_f (sum_o W[o, c, f] gy[o, r_p]) * d feat_f / d x_p``.
-The bias gradient is ``grad.sum((0, 2, 3))``.
+The bias gradient is ``grad.sum((0, 2, 3))``. ``tl.dot`` runs in TF32 for float32 where torch's matmuls may
+(:func:`~physkernels.ops._triton_launch.dot_precision`). Tile sizes and warps are chosen per problem by measurement
+on a GPU (:mod:`physkernels._autotune`; the first candidate wherever nothing is measured).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import torch
 import triton
 import triton.language as tl
 
+from ... import _autotune
 from ..._kernel_args import device_constant
+from .._triton_launch import dot_precision, reduction_splits
 from .reference import output_size
 
 
@@ -65,7 +70,7 @@ def _forward_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, fp_ptr, fq_ptr,
                     N, R, WO, CG, OG, C_OUT, F, H, W, sxb, sxc, sxh, sxw,
                     KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
                     DH: tl.constexpr, DW: tl.constexpr, HAS_BIAS: tl.constexpr, FP: tl.constexpr,
-                    BLOCK_R: tl.constexpr, BLOCK_O: tl.constexpr):
+                    BLOCK_R: tl.constexpr, BLOCK_O: tl.constexpr, DOT: tl.constexpr):
     pid_r = tl.program_id(0)
     o_blocks = tl.cdiv(OG, BLOCK_O)
     grp = tl.program_id(1) // o_blocks
@@ -87,7 +92,7 @@ def _forward_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, fp_ptr, fq_ptr,
                                 KW, SH, SW, PH, PW, DH, DW)
         w = tl.load(w_ptr + (out[:, None] * CG + c) * F + f[None, :], mask=valid_o[:, None] & (f[None, :] < F),
                     other=0.0)
-        acc += tl.dot(w, feat, input_precision="ieee")
+        acc += tl.dot(w, feat, input_precision=DOT)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + out, mask=valid_o, other=0.0)[:, None]
     dst = y_ptr + (b[None, :] * C_OUT + out[:, None]) * R + pos[None, :]
@@ -96,20 +101,22 @@ def _forward_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, fp_ptr, fq_ptr,
 
 @triton.jit
 def _weight_grad_kernel(g_ptr, x_ptr, dw_ptr, fp_ptr, fq_ptr,
-                        N, R, WO, CG, OG, C_OUT, F, H, W, sxb, sxc, sxh, sxw,
+                        N, R, WO, CG, OG, C_OUT, F, H, W, sxb, sxc, sxh, sxw, CHUNK,
                         KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
                         DH: tl.constexpr, DW: tl.constexpr, FP: tl.constexpr,
-                        BLOCK_R: tl.constexpr, BLOCK_O: tl.constexpr):
+                        BLOCK_R: tl.constexpr, BLOCK_O: tl.constexpr, DOT: tl.constexpr):
+    """Partial dW of positions [split * CHUNK, (split + 1) * CHUNK) into slice ``split`` of dw_ptr."""
     grp = tl.program_id(0) // CG
     c = tl.program_id(0) % CG
     o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
+    split = tl.program_id(2)
     valid_o = o < OG
     out = grp * OG + o
     f = tl.arange(0, FP)
     fp = tl.load(fp_ptr + f)
     fq = tl.load(fq_ptr + f)
     acc = tl.zeros((BLOCK_O, FP), dtype=dw_ptr.dtype.element_ty)
-    for n0 in range(0, N, BLOCK_R):
+    for n0 in range(split * CHUNK, tl.minimum(N, (split + 1) * CHUNK), BLOCK_R):
         n = n0 + tl.arange(0, BLOCK_R)
         valid_r = n < N
         b = n // R
@@ -118,8 +125,9 @@ def _weight_grad_kernel(g_ptr, x_ptr, dw_ptr, fp_ptr, fq_ptr,
                                 H, W, KW, SH, SW, PH, PW, DH, DW)
         gy = tl.load(g_ptr + (b[None, :] * C_OUT + out[:, None]) * R + pos[None, :],
                      mask=valid_o[:, None] & valid_r[None, :], other=0.0)
-        acc += tl.dot(gy, tl.trans(feat), input_precision="ieee")
-    tl.store(dw_ptr + (out[:, None] * CG + c) * F + f[None, :], acc, mask=valid_o[:, None] & (f[None, :] < F))
+        acc += tl.dot(gy, tl.trans(feat), input_precision=DOT)
+    dst = dw_ptr + split * C_OUT * CG * F + (out[:, None] * CG + c) * F + f[None, :]
+    tl.store(dst, acc, mask=valid_o[:, None] & (f[None, :] < F))
 
 
 @triton.jit
@@ -127,7 +135,7 @@ def _input_grad_kernel(g_ptr, x_ptr, w_ptr, dx_ptr, fp_ptr, fq_ptr,
                        HO, WO, C_IN, CG, OG, C_OUT, F, H, W, sxb, sxc, sxh, sxw,
                        KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr,
                        PW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr, FP: tl.constexpr,
-                       BLOCK_X: tl.constexpr, BLOCK_O: tl.constexpr):
+                       BLOCK_X: tl.constexpr, BLOCK_O: tl.constexpr, DOT: tl.constexpr):
     b = tl.program_id(1) // C_IN
     ch = tl.program_id(1) % C_IN
     grp = ch // CG
@@ -169,7 +177,7 @@ def _input_grad_kernel(g_ptr, x_ptr, w_ptr, dx_ptr, fp_ptr, fq_ptr,
                          mask=valid_o[None, :] & (f[:, None] < F), other=0.0)               # [FP, BLOCK_O]
             gy = tl.load(g_ptr + (b * C_OUT + out[:, None]) * R + r[None, :],
                          mask=valid_o[:, None] & hit[None, :], other=0.0)                   # [BLOCK_O, BLOCK_X]
-            gsum += tl.dot(wt, gy, input_precision="ieee")
+            gsum += tl.dot(wt, gy, input_precision=DOT)
         dx += tl.sum(gsum * coef, axis=0)
     tl.store(dx_ptr + (b * C_IN + ch) * H * W + pix, dx, mask=valid_x)
 
@@ -187,9 +195,28 @@ def _packed(weight, weight2):
     return torch.cat([weight.reshape(c_out, cg, -1), weight2], dim=2).contiguous()
 
 
-def _blocks(og: int, interpreted: bool) -> tuple[int, int]:
-    block_o = 16 if og <= 16 or interpreted else 32
-    return block_o, 16 if interpreted else 64
+# (block of positions or pixels, block of outputs, warps): the first is the default (and the interpreter's)
+_GPU_CONFIGS = ((64, 32, 4), (64, 64, 4), (128, 64, 8), (32, 64, 4), (128, 32, 4))
+_INTERPRETED_CONFIGS = ((16, 16, 4),)
+
+
+def _configs(x: torch.Tensor, og: int) -> tuple[tuple[int, int, int], ...]:
+    """Candidate (block, block of outputs, warps) of a kernel: output blocks past ``og`` only where they fit it."""
+    if not x.is_cuda:
+        return _INTERPRETED_CONFIGS
+    fitting = tuple(c for c in _GPU_CONFIGS if c[1] <= max(16, triton.next_power_of_2(og)))
+    return fitting or ((64, 16, 4),)
+
+
+def _tuned(kind: str, x: torch.Tensor, weight: torch.Tensor, geometry: tuple, launch) -> tuple[int, int, int]:
+    """The config of kernel ``kind`` for this problem: measured over :func:`_configs` on a GPU
+    (:func:`physkernels._autotune.choose`; ``launch(config)`` runs the kernel into scratch outputs)."""
+    og = weight.shape[0] // geometry[-1]
+    options = _configs(x, og)
+    key = ("cg2d_triton", kind, tuple(x.shape), tuple(weight.shape), geometry, x.dtype, x.device, dot_precision(x))
+    found = _autotune.remembered(key)
+    return found if found is not None else _autotune.choose(key, x.device, lambda: options[0], lambda: options,
+                                                             launch)
 
 
 def supports(x, weight, weight2, weight3, bias, stride, padding, dilation, groups) -> str | None:
@@ -205,37 +232,64 @@ def forward(x, weight, weight2, weight3, bias, stride, padding, dilation, groups
     fp, fq, count, padded = _feature_table(kh * kw, x.device)
     packed = _packed(weight, weight2)
     y = x.new_empty(b, c_out, ho, wo)
-    block_o, block_r = _blocks(og, x.device.type == "cpu")
     n = b * ho * wo
-    grid = (triton.cdiv(n, block_r), groups * triton.cdiv(og, block_o))
     bias_arg = bias.contiguous() if bias is not None else packed  # the kernel reads bias with unit stride
-    _forward_kernel[grid](x, packed, bias_arg, y, fp, fq, n, ho * wo, wo, cg, og, c_out,
-                          count, h, w, *x.stride(), HAS_BIAS=bias is not None, FP=padded, BLOCK_R=block_r,
-                          BLOCK_O=block_o, **geo)
+
+    def launch(config, out=y):
+        block_r, block_o, warps = config
+        grid = (triton.cdiv(n, block_r), groups * triton.cdiv(og, block_o))
+        _forward_kernel[grid](x, packed, bias_arg, out, fp, fq, n, ho * wo, wo, cg, og, c_out,
+                              count, h, w, *x.stride(), HAS_BIAS=bias is not None, FP=padded, BLOCK_R=block_r,
+                              BLOCK_O=block_o, DOT=dot_precision(x), num_warps=warps, **geo)
+
+    launch(_tuned("forward", x, weight, (tuple(stride), tuple(padding), tuple(dilation), groups),
+                  lambda config: launch(config, torch.empty_like(y))))
     return y
+
+
+def _weight_grad(grad, x, packed, fp, fq, count, padded, ho, wo, geo, groups, config):
+    """dW packed (C_out, C_in/groups, F): each program's positions split into slices, the partials summed."""
+    block_r, block_o, warps = config
+    n = x.shape[0] * ho * wo
+    c_out, cg = packed.shape[:2]
+    og = c_out // groups
+    programs = groups * cg * triton.cdiv(og, block_o)
+    splits = reduction_splits(programs, triton.cdiv(n, block_r), x.device)
+    chunk = triton.cdiv(triton.cdiv(n, splits), block_r) * block_r
+    splits = triton.cdiv(n, chunk)
+    partial = packed.new_empty((splits, *packed.shape))
+    _weight_grad_kernel[(groups * cg, triton.cdiv(og, block_o), splits)](
+        grad, x, partial, fp, fq, n, ho * wo, wo, cg, og, c_out, count, x.shape[2], x.shape[3], *x.stride(), chunk,
+        FP=padded, BLOCK_R=block_r, BLOCK_O=block_o, DOT=dot_precision(x), num_warps=warps, **geo)
+    return partial[0] if splits == 1 else partial.sum(0)
+
+
+def _input_grad(grad, x, packed, fp, fq, count, padded, ho, wo, geo, groups, kh, config):
+    block_x, block_o, warps = config
+    b, c_in, h, w = x.shape
+    c_out, cg = packed.shape[:2]
+    dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    _input_grad_kernel[(triton.cdiv(h * w, block_x), b * c_in)](
+        grad, x, packed, dx, fp, fq, ho, wo, c_in, cg, c_out // groups, c_out, count, h, w, *x.stride(), KH=kh,
+        FP=padded, BLOCK_X=block_x, BLOCK_O=block_o, DOT=dot_precision(x), num_warps=warps, **geo)
+    return dx
 
 
 def backward(grad, needs, x, weight, weight2, weight3, bias, stride, padding, dilation, groups, kept=None):
     """(dx or None, dweight, dweight2, None, dbias or None, ...) with the Triton backward kernels."""
-    b, c_in, h, w = x.shape
-    c_out, cg, kh, kw = weight.shape
-    og = c_out // groups
+    kh, kw = weight.shape[2:]
     ho, wo, geo = _geometry(x, weight, stride, padding, dilation)
     fp, fq, count, padded = _feature_table(kh * kw, x.device)
     packed = _packed(weight, weight2)
     grad = grad.contiguous()
-    block_o, block_r = _blocks(og, x.device.type == "cpu")
-    n = b * ho * wo
-    dpacked = torch.empty_like(packed)
-    _weight_grad_kernel[(groups * cg, triton.cdiv(og, block_o))](
-        grad, x, dpacked, fp, fq, n, ho * wo, wo, cg, og, c_out, count, h, w, *x.stride(), FP=padded,
-        BLOCK_R=block_r, BLOCK_O=block_o, **geo)
+    problem = (tuple(stride), tuple(padding), tuple(dilation), groups)
+    tables = (fp, fq, count, padded, ho, wo, geo, groups)
+    dpacked = _weight_grad(grad, x, packed, *tables, _tuned(
+        "weight_grad", x, weight, problem, lambda config: _weight_grad(grad, x, packed, *tables, config)))
     dx = None
     if needs[0]:
-        dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-        _input_grad_kernel[(triton.cdiv(h * w, block_r), b * c_in)](
-            grad, x, packed, dx, fp, fq, ho, wo, c_in, cg, og, c_out, count, h, w, *x.stride(), KH=kh, FP=padded,
-            BLOCK_X=block_r, BLOCK_O=block_o, **geo)
+        dx = _input_grad(grad, x, packed, *tables, kh, _tuned(
+            "input_grad", x, weight, problem, lambda config: _input_grad(grad, x, packed, *tables, kh, config)))
     dw1, dw2 = torch.split(dpacked, [kh * kw, dpacked.shape[2] - kh * kw], dim=2)
     dbias = grad.sum((0, 2, 3)) if bias is not None else None
     # copies, not views: the two gradients must not share dpacked's storage (custom ops may not return aliases)
