@@ -13,14 +13,18 @@ Times come from :func:`physkernels.benchmarks.verdict.interleaved_seconds` (ours
 process): medians of the per-round times, and the per-round ratio ``twin time / our time`` with its quartiles.
 On CUDA two more measurements per pair: GPU operations (kernels, memcpys, memsets) per step from the profiler, and
 the step captured whole in a CUDA graph (forward, backward and optimizer step) and replayed; a capture that fails
-is reported with its error. Results: ``bench/results/models_<device>.{json,md}``.
+is reported with its error. Each pair runs in a fresh process (a pair that runs out of memory becomes a row that
+says so) and the table is rewritten after every pair. Results: ``bench/results/models_<device>.{json,md}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
+import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -97,13 +101,55 @@ def gpu_operations_per_call(fn) -> int:
     return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
 
 
+def _pair_row(ours_name: str, twin_name: str, size: int, device: str, rounds: int, min_run_time: float) -> dict:
+    """The table row of one (ours, twin) pair (see the module docstring)."""
+    ours, twin = TrainingStep(ours_name, size, device), TrainingStep(twin_name, size, device)
+    ours_s, twin_s = interleaved_seconds(ours, twin, rounds=rounds, min_run_time=min_run_time, device=device)
+    q1, median, q3 = quartiles([t / o for o, t in zip(ours_s, twin_s)])
+    row = {"model": ours_name, "twin": twin_name, "batch": size, "params": ours.parameters,
+           "twin params": twin.parameters, "ours ms (IQR)": _ms_summary(ours_s),
+           "twin ms (IQR)": _ms_summary(twin_s), "twin/ours (median)": float(f"{median:.3g}"),
+           "IQR": f"{q1:.3g}-{q3:.3g}", "verdict": verdict(q1, q3)}
+    if device == "cuda":
+        row["GPU ops per step (ours / twin)"] = f"{gpu_operations_per_call(ours)} / {gpu_operations_per_call(twin)}"
+        try:
+            replays = ours.cuda_graph(), twin.cuda_graph()
+        except Exception as error:  # a capture failure is a finding: report it in the table
+            row["graph replay ms (ours / twin)"] = f"capture fails: {type(error).__name__}: {error}"[:160]
+            row["graph twin/ours"] = "n/a"
+        else:
+            g_ours, g_twin = interleaved_seconds(*replays, rounds=rounds, min_run_time=min_run_time, device=device)
+            gq1, gmedian, gq3 = quartiles([t / o for o, t in zip(g_ours, g_twin)])
+            row["graph replay ms (ours / twin)"] = (f"{quartiles(g_ours)[1] * 1e3:.3g} / "
+                                                    f"{quartiles(g_twin)[1] * 1e3:.3g}")
+            row["graph twin/ours"] = f"{gmedian:.3g} ({gq1:.3g}-{gq3:.3g})"
+    return row
+
+
+def _row_in_child(ours_name, twin_name, size, device, rounds, min_run_time) -> dict:
+    """:func:`_pair_row` in a fresh process: a pair that runs out of memory (the kernel kills a CPU process) or
+    crashes becomes a row that says so, and the pairs after it still run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "row.json")
+        child = subprocess.run([sys.executable, os.path.abspath(__file__), "--row", ours_name, twin_name, path,
+                                "--device", device, "--batch", str(size), "--rounds", str(rounds),
+                                "--min-run-time", str(min_run_time)], capture_output=True, text=True)
+        if child.returncode == 0 and os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
+    why = (f"killed by signal {-child.returncode} (out of memory?)" if child.returncode < 0
+           else (child.stderr.strip().splitlines() or ["no output"])[-1][:160])
+    return {"model": ours_name, "twin": twin_name, "batch": size, "verdict": f"not measured: {why}"}
+
+
 def _ms_summary(seconds: list[float]) -> str:
     q1, median, q3 = quartiles(seconds)
     return f"{median * 1e3:.3g} ({q1 * 1e3:.3g}-{q3 * 1e3:.3g})"
 
 
 def run(quick: bool, device: str, names: list[str] | None = None, batch: int | None = None,
-        rounds: int | None = None) -> list[ResultTable]:
+        rounds: int | None = None, out: tuple[str, str] | None = None) -> list[ResultTable]:
+    """The ``models`` table; with ``out = (folder, stem)`` it is rewritten there after every pair."""
     selected = QUICK_PAIRS if quick and not names else [p for p in pairs() if not names or p[0] in names]
     if names:
         unknown = sorted(set(names) - {p[0] for p in pairs()})
@@ -132,29 +178,9 @@ def run(quick: bool, device: str, names: list[str] | None = None, batch: int | N
                            "captured in one CUDA graph and replayed, interleaved the same way")
     for ours_name, twin_name in tqdm(selected, desc="models bench", leave=False):
         size = batch or PRESETS[MODELS[ours_name].preset].batch_size
-        ours, twin = TrainingStep(ours_name, size, device), TrainingStep(twin_name, size, device)
-        ours_s, twin_s = interleaved_seconds(ours, twin, rounds=rounds, min_run_time=min_run_time, device=device)
-        q1, median, q3 = quartiles([t / o for o, t in zip(ours_s, twin_s)])
-        row = {"model": ours_name, "twin": twin_name, "batch": size, "params": ours.parameters,
-               "twin params": twin.parameters, "ours ms (IQR)": _ms_summary(ours_s),
-               "twin ms (IQR)": _ms_summary(twin_s), "twin/ours (median)": float(f"{median:.3g}"),
-               "IQR": f"{q1:.3g}-{q3:.3g}", "verdict": verdict(q1, q3)}
-        if on_gpu:
-            row["GPU ops per step (ours / twin)"] = f"{gpu_operations_per_call(ours)} / {gpu_operations_per_call(twin)}"
-            try:
-                replays = ours.cuda_graph(), twin.cuda_graph()
-            except Exception as error:  # a capture failure is a finding: report it in the table
-                row["graph replay ms (ours / twin)"] = f"capture fails: {type(error).__name__}: {error}"[:160]
-                row["graph twin/ours"] = "n/a"
-            else:
-                g_ours, g_twin = interleaved_seconds(*replays, rounds=rounds, min_run_time=min_run_time,
-                                                     device=device)
-                gq1, gmedian, gq3 = quartiles([t / o for o, t in zip(g_ours, g_twin)])
-                row["graph replay ms (ours / twin)"] = (f"{quartiles(g_ours)[1] * 1e3:.3g} / "
-                                                        f"{quartiles(g_twin)[1] * 1e3:.3g}")
-                row["graph twin/ours"] = f"{gmedian:.3g} ({gq1:.3g}-{gq3:.3g})"
-        table.add(**row)
-        del ours, twin
+        table.add(**_row_in_child(ours_name, twin_name, size, device, rounds, min_run_time))
+        if out is not None:  # every finished row is on disk at once
+            write_results([table], *out)
     return [table]
 
 
@@ -168,13 +194,22 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 7; 3 with --quick)")
     parser.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
     parser.add_argument("--stem", help="file stem (default models_<device>)")
+    parser.add_argument("--row", nargs=3, metavar=("OURS", "TWIN", "JSON"), help=argparse.SUPPRESS)
+    parser.add_argument("--min-run-time", type=float, default=0.2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.row:  # one pair, in the child process of _row_in_child
+        ours_name, twin_name, path = args.row
+        row = _pair_row(ours_name, twin_name, args.batch, args.device, args.rounds, args.min_run_time)
+        with open(path, "w") as f:
+            json.dump(row, f)
+        return
     if args.batch is not None and args.batch < 1:
         parser.error(f"--batch must be a positive integer, got {args.batch}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device in this process")
-    tables = run(args.quick, args.device, args.models, args.batch, args.rounds)
-    json_path, md_path = write_results(tables, args.out, args.stem or f"models_{args.device}")
+    stem = args.stem or f"models_{args.device}"
+    tables = run(args.quick, args.device, args.models, args.batch, args.rounds, out=(args.out, stem))
+    json_path, md_path = write_results(tables, args.out, stem)
     print(open(md_path).read())
     print(f"wrote {json_path} and {md_path}")
 

@@ -81,3 +81,28 @@ def test_verdict_table_structure():
     made = verdict.headlines(list(SUITES), "cpu")
     assert {h.suite for h in made} == set(SUITES)
     assert all((h.run_ours is not None and h.run_baseline is not None) or h.note for h in made)
+
+
+def _model_steps():
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "model_steps.py")
+    spec = importlib.util.spec_from_file_location("model_steps", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_models_suite_runs_every_pair_in_its_own_process(tmp_path):
+    """The models suite (bench/model_steps.py) on one small pair: a well-formed row, written to disk as it goes;
+    a pair whose process fails becomes a row that says why instead of ending the run."""
+    steps = _model_steps()
+    assert ("fc2-mpo", "fc2") in steps.pairs() and ("taylornet-mnist", "taylornet-mnist-conv") in steps.pairs()
+    (table,) = steps.run(False, "cpu", ["fc2-mpo"], batch=2, rounds=2, out=(str(tmp_path), "models_cpu"))
+    (row,) = table.rows
+    assert set(row) == set(table.columns)
+    assert row["verdict"] in ("faster", "slower", "no clear difference") and row["twin/ours (median)"] > 0
+    assert (tmp_path / "models_cpu.md").read_text().count("| fc2-mpo |") == 1
+    failed = steps._row_in_child("fc2-mpo", "fc2", 2, "bogus-device", 1, 0.01)
+    assert failed["verdict"].startswith("not measured:")

@@ -9,6 +9,11 @@ j = j0_r + t - offset_r. So F = x[:, j] * prod_k x[:, prefix_k] (absent prefix s
 * dW:      dW tile += g_tile^T @ F, over batch blocks (one program owns a dW tile: no atomics);
 * dx:      G = g @ W_tile (dL/dF); each factor slot s of the product receives G * (the other factors),
            scattered onto x's columns with a one-hot matmul (deterministic, no atomics).
+
+Each kernel's long loop (terms for the forward and dx, the batch for dW) is split into slices run by separate
+programs when the grid alone would leave the GPU idle; each slice writes its partial sum and the partials are added
+in a fixed order (:func:`~physkernels.ops._triton_launch.reduction_splits`; deterministic). ``tl.dot`` runs in TF32
+for float32 where torch's matmuls may (:func:`~physkernels.ops._triton_launch.dot_precision`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._triton_launch import dot_precision, reduction_splits
 from .reference import index_table
 
 
@@ -55,68 +61,77 @@ def _features(x_rows, rows_ptr, row, j, mask_t, mask2, ROW_WIDTH: tl.constexpr, 
 
 
 @triton.jit
-def _forward_kernel(x_ptr, w_ptr, bias_ptr, rows_ptr, term_rows_ptr, y_ptr, B, n, O, T,
+def _forward_kernel(x_ptr, w_ptr, bias_ptr, rows_ptr, term_rows_ptr, y_ptr, B, n, O, T, CHUNK,
                     HAS_BIAS: tl.constexpr, ROW_WIDTH: tl.constexpr, PREFIX: tl.constexpr,
-                    BLOCK_B: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_O: tl.constexpr):
+                    BLOCK_B: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_O: tl.constexpr, DOT: tl.constexpr):
+    """Slice ``split`` of y (terms [split * CHUNK, (split + 1) * CHUNK); the bias in slice 0) at y_ptr[split]."""
     offs_b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     offs_o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
+    split = tl.program_id(2)
     mask_b, mask_o = offs_b < B, offs_o < O
     x_rows = x_ptr + offs_b[:, None].to(tl.int64) * n
     acc = tl.zeros((BLOCK_B, BLOCK_O), dtype=y_ptr.dtype.element_ty)
     comp = tl.zeros((BLOCK_B, BLOCK_O), dtype=y_ptr.dtype.element_ty)
-    for t0 in range(0, T, BLOCK_T):
+    for t0 in range(split * CHUNK, tl.minimum(T, (split + 1) * CHUNK), BLOCK_T):
         offs_t = t0 + tl.arange(0, BLOCK_T)
         mask_t = offs_t < T
         row, j = _term_columns(rows_ptr, term_rows_ptr, offs_t, mask_t, ROW_WIDTH)
         f = _features(x_rows, rows_ptr, row, j, mask_t, mask_b[:, None] & mask_t[None, :], ROW_WIDTH, PREFIX)
         w = tl.load(w_ptr + offs_o[None, :].to(tl.int64) * T + offs_t[:, None],
                     mask=mask_t[:, None] & mask_o[None, :], other=0.0)
-        part = tl.dot(f, w, input_precision="ieee") - comp
+        part = tl.dot(f, w, input_precision=DOT) - comp
         total = acc + part
         comp = tl.where(total - total == 0, (total - acc) - part, 0.0)  # reset once the sum is inf/NaN
         acc = total
     acc = acc - comp
     if HAS_BIAS:
-        acc += tl.load(bias_ptr + offs_o, mask=mask_o, other=0.0)[None, :]
-    tl.store(y_ptr + offs_b[:, None] * O + offs_o[None, :], acc, mask=mask_b[:, None] & mask_o[None, :])
+        acc += tl.load(bias_ptr + offs_o, mask=mask_o & (split == 0), other=0.0)[None, :]
+    dst = y_ptr + split.to(tl.int64) * B * O + offs_b[:, None] * O + offs_o[None, :]
+    tl.store(dst, acc, mask=mask_b[:, None] & mask_o[None, :])
 
 
 @triton.jit
-def _backward_weight_kernel(g_ptr, x_ptr, rows_ptr, term_rows_ptr, dw_ptr, B, n, O, T,
+def _backward_weight_kernel(g_ptr, x_ptr, rows_ptr, term_rows_ptr, dw_ptr, B, n, O, T, CHUNK,
                             ROW_WIDTH: tl.constexpr, PREFIX: tl.constexpr,
-                            BLOCK_B: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_O: tl.constexpr):
+                            BLOCK_B: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_O: tl.constexpr,
+                            DOT: tl.constexpr):
+    """Slice ``split`` of dW (samples [split * CHUNK, (split + 1) * CHUNK)) at dw_ptr[split]."""
     offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     offs_o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
+    split = tl.program_id(2)
     mask_t, mask_o = offs_t < T, offs_o < O
     row, j = _term_columns(rows_ptr, term_rows_ptr, offs_t, mask_t, ROW_WIDTH)
     acc = tl.zeros((BLOCK_O, BLOCK_T), dtype=dw_ptr.dtype.element_ty)
     comp = tl.zeros((BLOCK_O, BLOCK_T), dtype=dw_ptr.dtype.element_ty)
-    for b0 in range(0, B, BLOCK_B):
+    for b0 in range(split * CHUNK, tl.minimum(B, (split + 1) * CHUNK), BLOCK_B):
         offs_b = b0 + tl.arange(0, BLOCK_B)
         mask_b = offs_b < B
         x_rows = x_ptr + offs_b[:, None].to(tl.int64) * n
         f = _features(x_rows, rows_ptr, row, j, mask_t, mask_b[:, None] & mask_t[None, :], ROW_WIDTH, PREFIX)
         g = tl.load(g_ptr + offs_b[:, None] * O + offs_o[None, :], mask=mask_b[:, None] & mask_o[None, :],
                     other=0.0)
-        part = tl.dot(tl.trans(g), f, input_precision="ieee") - comp
+        part = tl.dot(tl.trans(g), f, input_precision=DOT) - comp
         total = acc + part
         comp = tl.where(total - total == 0, (total - acc) - part, 0.0)  # reset once the sum is inf/NaN
         acc = total
-    tl.store(dw_ptr + offs_o[:, None].to(tl.int64) * T + offs_t[None, :], acc - comp,
-             mask=mask_o[:, None] & mask_t[None, :])
+    dst = dw_ptr + split.to(tl.int64) * O * T + offs_o[:, None].to(tl.int64) * T + offs_t[None, :]
+    tl.store(dst, acc - comp, mask=mask_o[:, None] & mask_t[None, :])
 
 
 @triton.jit
-def _backward_input_kernel(g_ptr, x_ptr, w_ptr, rows_ptr, term_rows_ptr, dx_ptr, B, n, O, T,
+def _backward_input_kernel(g_ptr, x_ptr, w_ptr, rows_ptr, term_rows_ptr, dx_ptr, B, n, O, T, CHUNK,
                            ROW_WIDTH: tl.constexpr, PREFIX: tl.constexpr, BLOCK_B: tl.constexpr,
-                           BLOCK_T: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_N: tl.constexpr):
+                           BLOCK_T: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_N: tl.constexpr,
+                           DOT: tl.constexpr):
+    """Slice ``split`` of dx (terms [split * CHUNK, (split + 1) * CHUNK)) at dx_ptr[split]."""
     offs_b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    split = tl.program_id(1)
     mask_b = offs_b < B
     offs_i = tl.arange(0, BLOCK_N)
     x_rows = x_ptr + offs_b[:, None].to(tl.int64) * n
     acc = tl.zeros((BLOCK_B, BLOCK_N), dtype=dx_ptr.dtype.element_ty)
     comp = tl.zeros((BLOCK_B, BLOCK_N), dtype=dx_ptr.dtype.element_ty)
-    for t0 in range(0, T, BLOCK_T):
+    for t0 in range(split * CHUNK, tl.minimum(T, (split + 1) * CHUNK), BLOCK_T):
         offs_t = t0 + tl.arange(0, BLOCK_T)
         mask_t = offs_t < T
         mask2 = mask_b[:, None] & mask_t[None, :]
@@ -129,7 +144,7 @@ def _backward_input_kernel(g_ptr, x_ptr, w_ptr, rows_ptr, term_rows_ptr, dx_ptr,
                         other=0.0)
             w = tl.load(w_ptr + offs_o[:, None].to(tl.int64) * T + offs_t[None, :],
                         mask=mask_o[:, None] & mask_t[None, :], other=0.0)
-            grad_f += tl.dot(g, w, input_precision="ieee")
+            grad_f += tl.dot(g, w, input_precision=DOT)
         row, j = _term_columns(rows_ptr, term_rows_ptr, offs_t, mask_t, ROW_WIDTH)
         part = tl.zeros((BLOCK_B, BLOCK_N), dtype=dx_ptr.dtype.element_ty)
         for s in tl.static_range(PREFIX + 1):
@@ -140,12 +155,13 @@ def _backward_input_kernel(g_ptr, x_ptr, w_ptr, rows_ptr, term_rows_ptr, dx_ptr,
                                               mask2)
             idx = _slot_index(rows_ptr, row, j, mask_t, s, ROW_WIDTH, PREFIX)
             one_hot = ((idx[:, None] == offs_i[None, :]) & mask_t[:, None]).to(dx_ptr.dtype.element_ty)
-            part += tl.dot(others, one_hot, input_precision="ieee")
+            part += tl.dot(others, one_hot, input_precision=DOT)
         part = part - comp
         total = acc + part
         comp = tl.where(total - total == 0, (total - acc) - part, 0.0)  # reset once the sum is inf/NaN
         acc = total
-    tl.store(dx_ptr + offs_b[:, None] * n + offs_i[None, :], acc - comp, mask=mask_b[:, None] & (offs_i[None, :] < n))
+    dst = dx_ptr + split.to(tl.int64) * B * n + offs_b[:, None] * n + offs_i[None, :]
+    tl.store(dst, acc - comp, mask=mask_b[:, None] & (offs_i[None, :] < n))
 
 
 def _blocks(x: torch.Tensor, out: int) -> tuple[int, int, int]:
@@ -161,21 +177,35 @@ def _tables(x, order):
     return index_table("rows", n, order, x.device), index_table("term_rows", n, order, x.device)
 
 
+def _slices(programs: int, length: int, block: int, device) -> tuple[int, int]:
+    """(slices, slice length: a multiple of ``block``) of a loop over ``length`` items in blocks of ``block``."""
+    splits = reduction_splits(programs, triton.cdiv(length, block), device)
+    chunk = triton.cdiv(triton.cdiv(length, splits), block) * block
+    return triton.cdiv(length, chunk), chunk
+
+
+def _summed(partial: torch.Tensor) -> torch.Tensor:
+    """The sum of the slices' partials, in slice order."""
+    return partial[0] if partial.shape[0] == 1 else partial.sum(0)
+
+
 def forward(x, weight, bias, order):
     """y (B, O) for x (B, n), weight (O, T), bias (O) or None."""
     x, weight = x.contiguous(), weight.contiguous()
     bias = bias.contiguous() if bias is not None else None
     rows, term_rows = _tables(x, order)
     (batch, n), (out, terms) = x.shape, weight.shape
-    y = x.new_empty(batch, out)
     if batch == 0:
-        return y
+        return x.new_empty(batch, out)
     bb, bt, bo = _blocks(x, out)
-    grid = (triton.cdiv(batch, bb), triton.cdiv(out, bo))
-    _forward_kernel[grid](x, weight, bias if bias is not None else weight, rows, term_rows, y, batch, n, out, terms,
-                          HAS_BIAS=bias is not None, ROW_WIDTH=rows.shape[1], PREFIX=rows.shape[1] - 3,
-                          BLOCK_B=bb, BLOCK_T=bt, BLOCK_O=bo)
-    return y
+    programs = triton.cdiv(batch, bb) * triton.cdiv(out, bo)
+    splits, chunk = _slices(programs, terms, bt, x.device)
+    partial = x.new_empty(splits, batch, out)
+    _forward_kernel[(triton.cdiv(batch, bb), triton.cdiv(out, bo), splits)](
+        x, weight, bias if bias is not None else weight, rows, term_rows, partial, batch, n, out, terms, chunk,
+        HAS_BIAS=bias is not None, ROW_WIDTH=rows.shape[1], PREFIX=rows.shape[1] - 3, BLOCK_B=bb, BLOCK_T=bt,
+        BLOCK_O=bo, DOT=dot_precision(x))
+    return _summed(partial)
 
 
 def backward(grad, needs, x, weight, bias, order, kept=None):
@@ -190,25 +220,28 @@ def backward(grad, needs, x, weight, bias, order, kept=None):
 def _backward_weight(grad, x, rows, term_rows, terms):
     """dW (O, T) = grad^T . features(x)."""
     (batch, n), out = x.shape, grad.shape[1]
-    dweight = x.new_zeros(out, terms)
     if batch == 0:
-        return dweight
+        return x.new_zeros(out, terms)
     bb, bt, bo = _blocks(x, out)
-    grid = (triton.cdiv(terms, bt), triton.cdiv(out, bo))
-    _backward_weight_kernel[grid](grad, x, rows, term_rows, dweight, batch, n, out, terms,
-                                  ROW_WIDTH=rows.shape[1], PREFIX=rows.shape[1] - 3,
-                                  BLOCK_B=bb, BLOCK_T=bt, BLOCK_O=bo)
-    return dweight
+    programs = triton.cdiv(terms, bt) * triton.cdiv(out, bo)
+    splits, chunk = _slices(programs, batch, bb, x.device)
+    partial = x.new_empty(splits, out, terms)
+    _backward_weight_kernel[(triton.cdiv(terms, bt), triton.cdiv(out, bo), splits)](
+        grad, x, rows, term_rows, partial, batch, n, out, terms, chunk, ROW_WIDTH=rows.shape[1],
+        PREFIX=rows.shape[1] - 3, BLOCK_B=bb, BLOCK_T=bt, BLOCK_O=bo, DOT=dot_precision(x))
+    return _summed(partial)
 
 
 def _backward_input(grad, x, weight, rows, term_rows):
     """dx (B, n) for the cotangent grad (B, O)."""
     (batch, n), (out, terms) = x.shape, weight.shape
-    dx = torch.zeros_like(x)
     if batch == 0:
-        return dx
+        return torch.zeros_like(x)
     bb, bt, bo = _blocks(x, out)
-    _backward_input_kernel[(triton.cdiv(batch, bb),)](
-        grad, x, weight, rows, term_rows, dx, batch, n, out, terms, ROW_WIDTH=rows.shape[1],
-        PREFIX=rows.shape[1] - 3, BLOCK_B=bb, BLOCK_T=bt, BLOCK_O=bo, BLOCK_N=max(16, triton.next_power_of_2(n)))
-    return dx
+    splits, chunk = _slices(triton.cdiv(batch, bb), terms, bt, x.device)
+    partial = x.new_empty(splits, batch, n)
+    _backward_input_kernel[(triton.cdiv(batch, bb), splits)](
+        grad, x, weight, rows, term_rows, partial, batch, n, out, terms, chunk, ROW_WIDTH=rows.shape[1],
+        PREFIX=rows.shape[1] - 3, BLOCK_B=bb, BLOCK_T=bt, BLOCK_O=bo, BLOCK_N=max(16, triton.next_power_of_2(n)),
+        DOT=dot_precision(x))
+    return _summed(partial)
