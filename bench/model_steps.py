@@ -120,8 +120,7 @@ def _pair_row(ours_name: str, twin_name: str, size: int, device: str, rounds: in
         else:
             g_ours, g_twin = interleaved_seconds(*replays, rounds=rounds, min_run_time=min_run_time, device=device)
             gq1, gmedian, gq3 = quartiles([t / o for o, t in zip(g_ours, g_twin)])
-            row["graph replay ms (ours / twin)"] = (f"{quartiles(g_ours)[1] * 1e3:.3g} / "
-                                                    f"{quartiles(g_twin)[1] * 1e3:.3g}")
+            row["graph replay ms (ours / twin)"] = f"{_ms(quartiles(g_ours)[1])} / {_ms(quartiles(g_twin)[1])}"
             row["graph twin/ours"] = f"{gmedian:.3g} ({gq1:.3g}-{gq3:.3g})"
     return row
 
@@ -142,9 +141,14 @@ def _row_in_child(ours_name, twin_name, size, device, rounds, min_run_time) -> d
     return {"model": ours_name, "twin": twin_name, "batch": size, "verdict": f"not measured: {why}"}
 
 
+def _ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
+
+
 def _ms_summary(seconds: list[float]) -> str:
     q1, median, q3 = quartiles(seconds)
-    return f"{median * 1e3:.3g} ({q1 * 1e3:.3g}-{q3 * 1e3:.3g})"
+    return f"{_ms(median)} ({_ms(q1)}-{_ms(q3)})"
 
 
 def run(quick: bool, device: str, names: list[str] | None = None, batch: int | None = None,

@@ -395,12 +395,18 @@ def test_eager_path_matches_the_custom_op():
 @pytest.mark.skipif("triton" not in CPU_BACKENDS, reason="triton needs a GPU or TRITON_INTERPRET=1")
 def test_triton_spans_several_blocks_of_every_tiled_dimension():
     """70 outputs (two output blocks of 64), 40 samples (three batch blocks of 16), 27 terms (two term blocks of
-    16): a kernel that ignores a block index leaves or duplicates whole tiles."""
+    16): a kernel that ignores a block index leaves or duplicates whole tiles. The loops over terms (forward, dx)
+    and over samples (dW) run in two slices each, the last one partial."""
+    from physkernels.ops._triton_launch import reduction_splits
     from physkernels.ops.taylor_linear import triton_backend as taylor_triton
 
     x, w, b = _args(6, 2, 70, 40, seed=41)
-    bb, bt, bo = taylor_triton._blocks(x, 70)
+    bb, bt, _ = taylor_triton._INTERPRETED_CONFIGS[0]
+    bo = taylor_triton._block_o(70)
     assert 40 > 2 * bb and 70 > bo and monomial_count(6, 2) > bt  # several blocks along every tiled axis
+    assert taylor_triton._slices(1, 40, bb, x.device) == (2, 32)  # 3 sample blocks: slices of 32 and 8
+    assert taylor_triton._slices(1, monomial_count(6, 2), bt, x.device) == (2, 16)
+    assert reduction_splits(1, 3, x.device) == 2
     with physkernels.use_backend("triton"):
         check_against_reference(lambda x, w, b: taylor_linear(x, w, b, 2),
                                 lambda x, w, b: explicit_taylor_linear(x, w, b, 2), [x, w, b],

@@ -18,10 +18,13 @@ for float32 where torch's matmuls may (:func:`~physkernels.ops._triton_launch.do
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
 
+from ... import _autotune
 from .._triton_launch import dot_precision, reduction_splits
 from .reference import index_table
 
@@ -85,7 +88,8 @@ def _forward_kernel(x_ptr, w_ptr, bias_ptr, rows_ptr, term_rows_ptr, y_ptr, B, n
         acc = total
     acc = acc - comp
     if HAS_BIAS:
-        acc += tl.load(bias_ptr + offs_o, mask=mask_o & (split == 0), other=0.0)[None, :]
+        bias = tl.load(bias_ptr + offs_o, mask=mask_o, other=0.0)
+        acc += tl.where(split == 0, bias, 0.0)[None, :]
     dst = y_ptr + split.to(tl.int64) * B * O + offs_b[:, None] * O + offs_o[None, :]
     tl.store(dst, acc, mask=mask_b[:, None] & mask_o[None, :])
 
@@ -164,12 +168,28 @@ def _backward_input_kernel(g_ptr, x_ptr, w_ptr, rows_ptr, term_rows_ptr, dx_ptr,
     tl.store(dst, acc - comp, mask=mask_b[:, None] & (offs_i[None, :] < n))
 
 
-def _blocks(x: torch.Tensor, out: int) -> tuple[int, int, int]:
-    interpreted = x.device.type == "cpu"
-    block_b = 16 if interpreted else 32
-    block_t = 16 if interpreted else 64
-    block_o = max(16, min(64, triton.next_power_of_2(out)))
-    return block_b, block_t, block_o
+# (block of samples, block of terms, warps); the block of outputs covers up to 64 outputs. The first is the default
+# (and the interpreter's blocks are smaller).
+_GPU_CONFIGS = ((32, 64, 4), (64, 64, 4), (64, 32, 4), (128, 32, 8), (16, 128, 4))
+_INTERPRETED_CONFIGS = ((16, 16, 4),)
+
+
+def _configs(x: torch.Tensor) -> tuple[tuple[int, int, int], ...]:
+    return _GPU_CONFIGS if x.is_cuda else _INTERPRETED_CONFIGS
+
+
+def _block_o(out: int) -> int:
+    return max(16, min(64, triton.next_power_of_2(out)))
+
+
+def _tuned(kind: str, x: torch.Tensor, weight: torch.Tensor, launch) -> tuple[int, int, int]:
+    """The (samples, terms, warps) config of kernel ``kind`` for this problem: measured over :func:`_configs` on a
+    GPU (:func:`physkernels._autotune.choose`; ``launch(config)`` runs the kernel into scratch outputs)."""
+    options = _configs(x)
+    key = ("taylor_triton", kind, tuple(x.shape), tuple(weight.shape), x.dtype, x.device, dot_precision(x))
+    found = _autotune.remembered(key)
+    return found if found is not None else _autotune.choose(key, x.device, lambda: options[0], lambda: options,
+                                                             launch)
 
 
 def _tables(x, order):
@@ -193,18 +213,24 @@ def forward(x, weight, bias, order):
     """y (B, O) for x (B, n), weight (O, T), bias (O) or None."""
     x, weight = x.contiguous(), weight.contiguous()
     bias = bias.contiguous() if bias is not None else None
+    if x.shape[0] == 0:
+        return x.new_empty(0, weight.shape[0])
     rows, term_rows = _tables(x, order)
+    run = functools.partial(_forward, x, weight, bias, rows, term_rows)
+    return run(_tuned("forward", x, weight, run))
+
+
+def _forward(x, weight, bias, rows, term_rows, config):
     (batch, n), (out, terms) = x.shape, weight.shape
-    if batch == 0:
-        return x.new_empty(batch, out)
-    bb, bt, bo = _blocks(x, out)
+    bb, bt, warps = config
+    bo = _block_o(out)
     programs = triton.cdiv(batch, bb) * triton.cdiv(out, bo)
     splits, chunk = _slices(programs, terms, bt, x.device)
     partial = x.new_empty(splits, batch, out)
     _forward_kernel[(triton.cdiv(batch, bb), triton.cdiv(out, bo), splits)](
         x, weight, bias if bias is not None else weight, rows, term_rows, partial, batch, n, out, terms, chunk,
         HAS_BIAS=bias is not None, ROW_WIDTH=rows.shape[1], PREFIX=rows.shape[1] - 3, BLOCK_B=bb, BLOCK_T=bt,
-        BLOCK_O=bo, DOT=dot_precision(x))
+        BLOCK_O=bo, DOT=dot_precision(x), num_warps=warps)
     return _summed(partial)
 
 
@@ -212,36 +238,38 @@ def backward(grad, needs, x, weight, bias, order, kept=None):
     """(dx, dW, dbias, None): dW = grad^T . features(x), dx by the one-hot scatter kernel."""
     grad, x, weight = grad.contiguous(), x.contiguous(), weight.contiguous()
     rows, term_rows = _tables(x, order)
-    dx = _backward_input(grad, x, weight, rows, term_rows) if needs[0] else None
-    dweight = _backward_weight(grad, x, rows, term_rows, weight.shape[1]) if needs[1] else None
+    dx = dweight = None
+    if needs[0]:
+        run = functools.partial(_backward_input, grad, x, weight, rows, term_rows)
+        dx = run(_tuned("input_grad", x, weight, run)) if x.shape[0] else torch.zeros_like(x)
+    if needs[1]:
+        run = functools.partial(_backward_weight, grad, x, rows, term_rows, weight.shape[1])
+        dweight = run(_tuned("weight_grad", x, weight, run)) if x.shape[0] else torch.zeros_like(weight)
     return dx, dweight, grad.sum(0), None
 
 
-def _backward_weight(grad, x, rows, term_rows, terms):
+def _backward_weight(grad, x, rows, term_rows, terms, config):
     """dW (O, T) = grad^T . features(x)."""
     (batch, n), out = x.shape, grad.shape[1]
-    if batch == 0:
-        return x.new_zeros(out, terms)
-    bb, bt, bo = _blocks(x, out)
+    bb, bt, warps = config
+    bo = _block_o(out)
     programs = triton.cdiv(terms, bt) * triton.cdiv(out, bo)
     splits, chunk = _slices(programs, batch, bb, x.device)
     partial = x.new_empty(splits, out, terms)
     _backward_weight_kernel[(triton.cdiv(terms, bt), triton.cdiv(out, bo), splits)](
         grad, x, rows, term_rows, partial, batch, n, out, terms, chunk, ROW_WIDTH=rows.shape[1],
-        PREFIX=rows.shape[1] - 3, BLOCK_B=bb, BLOCK_T=bt, BLOCK_O=bo, DOT=dot_precision(x))
+        PREFIX=rows.shape[1] - 3, BLOCK_B=bb, BLOCK_T=bt, BLOCK_O=bo, DOT=dot_precision(x), num_warps=warps)
     return _summed(partial)
 
 
-def _backward_input(grad, x, weight, rows, term_rows):
+def _backward_input(grad, x, weight, rows, term_rows, config):
     """dx (B, n) for the cotangent grad (B, O)."""
     (batch, n), (out, terms) = x.shape, weight.shape
-    if batch == 0:
-        return torch.zeros_like(x)
-    bb, bt, bo = _blocks(x, out)
+    bb, bt, warps = config
     splits, chunk = _slices(triton.cdiv(batch, bb), terms, bt, x.device)
     partial = x.new_empty(splits, batch, n)
     _backward_input_kernel[(triton.cdiv(batch, bb), splits)](
         grad, x, weight, rows, term_rows, partial, batch, n, out, terms, chunk, ROW_WIDTH=rows.shape[1],
-        PREFIX=rows.shape[1] - 3, BLOCK_B=bb, BLOCK_T=bt, BLOCK_O=bo, BLOCK_N=max(16, triton.next_power_of_2(n)),
-        DOT=dot_precision(x))
+        PREFIX=rows.shape[1] - 3, BLOCK_B=bb, BLOCK_T=bt, BLOCK_O=_block_o(out),
+        BLOCK_N=max(16, triton.next_power_of_2(n)), DOT=dot_precision(x), num_warps=warps)
     return _summed(partial)
