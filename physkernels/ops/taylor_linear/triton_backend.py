@@ -204,6 +204,12 @@ def _slices(programs: int, length: int, block: int, device) -> tuple[int, int]:
     return triton.cdiv(length, chunk), chunk
 
 
+def _sliced(x, programs: int, length: int, block: int, *shape: int) -> tuple[int, torch.Tensor]:
+    """(slice length, buffer ``(slices, *shape)`` for the slices' partial results) of a split loop (:func:`_slices`)."""
+    splits, chunk = _slices(programs, length, block, x.device)
+    return chunk, x.new_empty(splits, *shape)
+
+
 def _summed(partial: torch.Tensor) -> torch.Tensor:
     """The sum of the slices' partials, in slice order."""
     return partial[0] if partial.shape[0] == 1 else partial.sum(0)
@@ -224,10 +230,8 @@ def _forward(x, weight, bias, rows, term_rows, config):
     (batch, n), (out, terms) = x.shape, weight.shape
     bb, bt, warps = config
     bo = _block_o(out)
-    programs = triton.cdiv(batch, bb) * triton.cdiv(out, bo)
-    splits, chunk = _slices(programs, terms, bt, x.device)
-    partial = x.new_empty(splits, batch, out)
-    _forward_kernel[(triton.cdiv(batch, bb), triton.cdiv(out, bo), splits)](
+    chunk, partial = _sliced(x, triton.cdiv(batch, bb) * triton.cdiv(out, bo), terms, bt, batch, out)
+    _forward_kernel[(triton.cdiv(batch, bb), triton.cdiv(out, bo), partial.shape[0])](
         x, weight, bias if bias is not None else weight, rows, term_rows, partial, batch, n, out, terms, chunk,
         HAS_BIAS=bias is not None, ROW_WIDTH=rows.shape[1], PREFIX=rows.shape[1] - 3, BLOCK_B=bb, BLOCK_T=bt,
         BLOCK_O=bo, DOT=dot_precision(x), num_warps=warps)
@@ -253,10 +257,8 @@ def _backward_weight(grad, x, rows, term_rows, terms, config):
     (batch, n), out = x.shape, grad.shape[1]
     bb, bt, warps = config
     bo = _block_o(out)
-    programs = triton.cdiv(terms, bt) * triton.cdiv(out, bo)
-    splits, chunk = _slices(programs, batch, bb, x.device)
-    partial = x.new_empty(splits, out, terms)
-    _backward_weight_kernel[(triton.cdiv(terms, bt), triton.cdiv(out, bo), splits)](
+    chunk, partial = _sliced(x, triton.cdiv(terms, bt) * triton.cdiv(out, bo), batch, bb, out, terms)
+    _backward_weight_kernel[(triton.cdiv(terms, bt), triton.cdiv(out, bo), partial.shape[0])](
         grad, x, rows, term_rows, partial, batch, n, out, terms, chunk, ROW_WIDTH=rows.shape[1],
         PREFIX=rows.shape[1] - 3, BLOCK_B=bb, BLOCK_T=bt, BLOCK_O=bo, DOT=dot_precision(x), num_warps=warps)
     return _summed(partial)
@@ -266,9 +268,8 @@ def _backward_input(grad, x, weight, rows, term_rows, config):
     """dx (B, n) for the cotangent grad (B, O)."""
     (batch, n), (out, terms) = x.shape, weight.shape
     bb, bt, warps = config
-    splits, chunk = _slices(triton.cdiv(batch, bb), terms, bt, x.device)
-    partial = x.new_empty(splits, batch, n)
-    _backward_input_kernel[(triton.cdiv(batch, bb), splits)](
+    chunk, partial = _sliced(x, triton.cdiv(batch, bb), terms, bt, batch, n)
+    _backward_input_kernel[(triton.cdiv(batch, bb), partial.shape[0])](
         grad, x, weight, rows, term_rows, partial, batch, n, out, terms, chunk, ROW_WIDTH=rows.shape[1],
         PREFIX=rows.shape[1] - 3, BLOCK_B=bb, BLOCK_T=bt, BLOCK_O=_block_o(out),
         BLOCK_N=max(16, triton.next_power_of_2(n)), DOT=dot_precision(x), num_warps=warps)
