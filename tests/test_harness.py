@@ -106,3 +106,18 @@ def test_models_suite_runs_every_pair_in_its_own_process(tmp_path):
     assert (tmp_path / "models_cpu.md").read_text().count("| fc2-mpo |") == 1
     failed = steps._row_in_child("fc2-mpo", "fc2", 2, "bogus-device", 1, 0.01)
     assert failed["verdict"].startswith("not measured:")
+
+
+def test_compiled_reference_table_times_both_sides_and_reports_a_failed_compile():
+    from physkernels.benchmarks.harness import compiled_reference_table
+
+    a = torch.randn(64, 64)
+
+    def broken():
+        raise RuntimeError("inductor gave up")
+
+    cases = [({"case": "ok"}, lambda: a @ a, lambda: (a @ a) @ a), ({"case": "broken"}, lambda: a @ a, broken)]
+    table = compiled_reference_table("t", "t", ["case"], cases, rounds=2)
+    ok, failed = table.rows
+    assert ok["ours fwd+bwd ms"] > 0 and ok["compiled reference fwd+bwd ms"] > 0 and ok["compiled/ours (median)"] > 0
+    assert failed["compiled reference fwd+bwd ms"] == "compile fails: RuntimeError"

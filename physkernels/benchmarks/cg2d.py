@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..ops.cg2d import cg2d, num_pairs, unfold_cg2d
-from .harness import ResultTable, backend_comparison_table, median_time, peak_memory_bytes
+from .harness import (ResultTable, backend_comparison_table, compiled_reference_table, median_time,
+                      peak_memory_bytes)
 
 # name, channels, input size, stride, dilation (2x2 kernels, no padding, C_out = C_in)
 SHAPES = [
@@ -169,6 +170,22 @@ def _gpu_backend_table(shapes, batches) -> ResultTable:
                                     ["shape", "batch"], cases())
 
 
+def _compiled_unfold_table(shapes, batches, device) -> ResultTable:
+    """cg2d against ``torch.compile`` of the unfold formulation, fwd+bwd, same inputs, same run."""
+    compiled_unfold = torch.compile(unfold_cg2d, dynamic=True)
+
+    def cases():
+        for (name, channels, size, stride, dilation), batch in [(s, b) for s in shapes for b in batches]:
+            impls = _problem(channels, size, stride, dilation, batch, device)
+            inputs = impls["cg2d"][0]
+            geo = dict(stride=stride, padding=0, dilation=dilation)
+            yield ({"shape": name, "batch": batch}, _closures(*impls["cg2d"])[2],
+                   _closures(inputs, lambda: compiled_unfold(*inputs[:3], None, inputs[3], **geo))[2])
+
+    return compiled_reference_table("cg2d_vs_compiled", f"CG2d vs torch.compile(unfold reference) ({device}, "
+                                    "float32)", ["shape", "batch"], cases())
+
+
 def run(quick: bool, device: str) -> list[ResultTable]:
     batches = (2,) if quick else (1, 32, 128)
     shapes = [SHAPES[0], SHAPES[2]] if quick else SHAPES
@@ -219,6 +236,7 @@ def run(quick: bool, device: str) -> list[ResultTable]:
     tables = [times, ratios]
     if torch.device(device).type == "cuda":
         tables.append(_gpu_backend_table(shapes, batches))
+        tables.append(_compiled_unfold_table(shapes, batches, device))
     if torch.device(device).type == "cpu" and not quick:
         tables.append(_single_thread_table(shapes, batches=(1, 32), rounds=5))
     return tables

@@ -70,6 +70,38 @@ def backend_comparison_table(name: str, title: str, key_columns: list[str],
     return table
 
 
+def compiled_reference_table(name: str, title: str, key_columns: list[str],
+                             cases: Iterable[tuple[dict, Callable[[], Any], Callable[[], Any]]],
+                             rounds: int = 5) -> "ResultTable":
+    """Our op's fwd+bwd against ``torch.compile`` of the plain-torch reference (what a user would write and compile
+    instead), interleaved rounds in one run. ``cases`` yields (values of ``key_columns``, our step, the compiled
+    reference's step); the first call of the compiled step compiles it (not timed). A reference that fails to
+    compile is reported in its row."""
+    from .verdict import interleaved_seconds, quartiles
+
+    table = ResultTable(name, title, key_columns + ["ours fwd+bwd ms", "compiled reference fwd+bwd ms",
+                                                    "compiled/ours (median)", "IQR"],
+                        notes=["compiled reference: torch.compile (default mode, dynamic shapes) of the op's "
+                               "plain-torch formula; > 1: ours is faster; medians and quartiles of the per-round "
+                               "ratio over interleaved rounds"])
+    for keys, ours, compiled in cases:
+        row = dict(keys)
+        try:
+            compiled()
+        except Exception as error:  # a reference torch.compile cannot build is a finding: report it
+            row["compiled reference fwd+bwd ms"] = f"compile fails: {type(error).__name__}"
+            table.add(**row)
+            continue
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        t_ours, t_ref = interleaved_seconds(ours, compiled, rounds=rounds, min_run_time=0.1, device=device)
+        q1, median, q3 = quartiles([r / o for o, r in zip(t_ours, t_ref)])
+        row.update({"ours fwd+bwd ms": quartiles(t_ours)[1] * 1e3,
+                    "compiled reference fwd+bwd ms": quartiles(t_ref)[1] * 1e3,
+                    "compiled/ours (median)": median, "IQR": f"{q1:.3g}-{q3:.3g}"})
+        table.add(**row)
+    return table
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced():
     """Send file descriptor 2 to /dev/null (the profiler's C++ side logs every start/stop there)."""
