@@ -6,6 +6,7 @@ nn.Linear. Times are CPU time of one thread (``time.process_time``), which stays
 the cost model's CPU constants were fitted to this table. Writes ``bench/results/mpo_plans.{json,md}``.
 
     python bench/mpo_plans.py [--batches 1,32,256,4096] [--top 8]
+    python bench/mpo_plans.py --autotuned [--batches 1,32,256] [--top 12]   # the measured pick instead
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import time
 import torch
 from tqdm import tqdm
 
+import physkernels
+from physkernels import _autotune
 from physkernels.benchmarks.harness import ResultTable, write_results
 from physkernels.benchmarks.mpo import SHAPES, random_cores
 from physkernels.mpo import contract, planner
 
-from physkernels.ops.mpo_linear import cpp_backend
+from physkernels.ops.mpo_linear import cpp_backend, plans
 
 
 def cpu_time(fn, repeats: int = 3, budget: float = 1.5) -> float:
@@ -38,12 +41,58 @@ def cpu_time(fn, repeats: int = 3, budget: float = 1.5) -> float:
     return min(samples)
 
 
+def autotuned_table(batches, top: int) -> ResultTable:
+    """The measured pick (what the op runs: physkernels._autotune over the cost model's short list) against the
+    fastest of the cost model's ``top`` candidates plus the best dense plan, each timed again here (eager training:
+    forward keeping the states, then the backward; wall time, fastest of a few runs, torch's thread count)."""
+    chain = cpp_backend.chain()
+    table = ResultTable("mpo_autotune", f"MPO measured pick vs the fastest candidate (wall time, "
+                        f"{torch.get_num_threads()} threads, eager fwd+bwd)",
+                        ["shape", "D", "batch", "measured pick", "pick ms", "cost-model pick", "cost-model ms",
+                         "fastest candidate", "fastest ms", "pick/fastest", "cost-model/fastest"])
+    physkernels.set_autotune(True)
+    cases = [(s, b) for s in SHAPES for b in batches]
+    for (in_shape, out_shape, bond), batch in tqdm(cases, desc="autotune"):
+        cores = [c.detach() for c in random_cores(in_shape, out_shape, bond)]
+        x = torch.randn(batch, math.prod(in_shape))
+        grad = torch.randn(batch, math.prod(out_shape))
+        ranks = (bond,) * (len(in_shape) - 1)
+        pick = plans.plan_for(x, cores, "training", chain)
+        model_pick = planner.plan(in_shape, out_shape, ranks, batch, kernels=chain.kinds, objective="training")
+        every = planner.enumerate_plans(in_shape, out_shape, ranks, batch, kernels=chain.kinds)
+        every.sort(key=lambda p: planner.objective_seconds(p, "training"))
+        pool = every[:top] + [p for p in every if p.dense][:1]
+        pool += [p for p in (pick, model_pick) if p not in pool]
+
+        def seconds(p):
+            return _autotune.seconds(lambda: plans._run(p, "training", x, cores, grad, chain), x.device)
+
+        times = {p: seconds(p) for p in pool}
+        fastest = min(pool, key=times.get)
+        table.add(**{"shape": f"{in_shape}->{out_shape}", "D": bond, "batch": batch,
+                     "measured pick": pick.strategy, "pick ms": times[pick] * 1e3,
+                     "cost-model pick": model_pick.strategy, "cost-model ms": times[model_pick] * 1e3,
+                     "fastest candidate": fastest.strategy, "fastest ms": times[fastest] * 1e3,
+                     "pick/fastest": times[pick] / times[fastest],
+                     "cost-model/fastest": times[model_pick] / times[fastest]})
+    table.notes.append(f"candidates: the cost model's top {top} by predicted fwd+bwd, the best dense plan, and both "
+                       "picks; every time is a fresh measurement (fastest of >= 3 runs after a warm-up)")
+    return table
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", default="1,32,256,4096")
     parser.add_argument("--top", type=int, default=8, help="candidates measured per case")
     parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--autotuned", action="store_true",
+                        help="check the measured pick instead (torch's threads) -> mpo_autotune.{json,md}")
     args = parser.parse_args(argv)
+    if args.autotuned:
+        table = autotuned_table([int(v) for v in args.batches.split(",")], args.top)
+        print(table.markdown())
+        write_results([table], args.out, "mpo_autotune")
+        return 0
     torch.set_num_threads(1)
     kernels = planner.default_kernels("cpu")
     table = ResultTable("mpo_plans", "MPO planner pick vs measured candidates (CPU time, 1 thread, fwd+bwd)",
