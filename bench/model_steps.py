@@ -9,7 +9,7 @@ same name without ``-mpo`` (nn.Linear / nn.Conv2d where the MPO-Net has MPO laye
 its CG->conv ablation ``-conv`` (the same net with each CG2d replaced by a convolution of the same shape). The batch
 is the paper's (the training preset's, 100) unless ``--batch`` is given; float32.
 
-Times come from :func:`physkernels.benchmarks.verdict.interleaved_seconds` (ours, twin, ours, twin, ... in one
+Times come from :func:`physkernels.benchmarks.harness.interleaved_seconds` (ours, twin, ours, twin, ... in one
 process): medians of the per-round times, and the per-round ratio ``twin time / our time`` with its quartiles.
 On CUDA two more measurements per pair: GPU operations (kernels, memcpys, memsets) per step from the profiler, and
 the step captured whole in a CUDA graph (forward, backward and optimizer step) and replayed; a capture that fails
@@ -35,8 +35,9 @@ from tqdm import tqdm  # noqa: E402
 
 from models.presets import PRESETS  # noqa: E402
 from models.registry import MODELS  # noqa: E402
-from physkernels.benchmarks.harness import ResultTable, _native_stderr_silenced, write_results  # noqa: E402
-from physkernels.benchmarks.verdict import interleaved_seconds, quartiles, verdict  # noqa: E402
+from physkernels.benchmarks.harness import (ResultTable, _native_stderr_silenced, interleaved_seconds,  # noqa: E402
+                                             quartiles, write_results)
+from physkernels.benchmarks.verdict import verdict  # noqa: E402
 
 QUICK_PAIRS = [("fc2-mpo", "fc2"), ("taylornet-7x7", "taylornet-7x7-conv")]
 NUM_CLASSES = 10

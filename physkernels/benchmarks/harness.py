@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import torch
+import torch.utils.benchmark as tbench
 
 from ..backends import use_backend, why_unavailable
 
@@ -44,6 +45,34 @@ def median_time(fn: Callable[[], Any], *, device="cpu", warmup: int = 2, repeats
         if i >= 2 and time.perf_counter() > budget_end:
             break
     return statistics.median(samples)
+
+
+def interleaved_seconds(run_ours: Callable[[], Any], run_baseline: Callable[[], Any], *, rounds: int = 7,
+                        min_run_time: float = 0.05, device: str = "cpu") -> tuple[list[float], list[float]]:
+    """Per-round seconds of one call of ``run_ours`` and of ``run_baseline``, in alternating rounds (each a
+    ``blocked_autorange`` median of ``min_run_time`` seconds), after one warm-up call of each."""
+    def seconds(fn):
+        def call():
+            fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+        return tbench.Timer(stmt="call()", globals={"call": call},
+                            num_threads=torch.get_num_threads()).blocked_autorange(min_run_time=min_run_time).median
+
+    run_ours(), run_baseline()  # warm-up: first-call costs (planning, compilation, allocation) are not measured
+    ours, baseline = [], []
+    for _ in range(rounds):
+        ours.append(seconds(run_ours))
+        baseline.append(seconds(run_baseline))
+    return ours, baseline
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """``(q1, median, q3)`` of ``values`` (inclusive method; one value is its own quartiles)."""
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, median, q3
 
 
 def gpu_kernel_backends() -> tuple[str, ...]:
@@ -77,8 +106,6 @@ def compiled_reference_table(name: str, title: str, key_columns: list[str],
     instead), interleaved rounds in one run. ``cases`` yields (values of ``key_columns``, our step, the compiled
     reference's step); the first call of the compiled step compiles it (not timed). A reference that fails to
     compile is reported in its row."""
-    from .verdict import interleaved_seconds, quartiles
-
     table = ResultTable(name, title, key_columns + ["ours fwd+bwd ms", "compiled reference fwd+bwd ms",
                                                     "compiled/ours (median)", "IQR"],
                         notes=["compiled reference: torch.compile (default mode, dynamic shapes) of the op's "

@@ -12,14 +12,12 @@ and the table then warns that the machine was too busy to conclude.
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-import torch.utils.benchmark as tbench
 
-from .harness import ResultTable
+from .harness import ResultTable, interleaved_seconds, quartiles
 
 NOISY = 0.25  # relative IQR of the speed-up above which a row is called noisy
 COLUMNS = ["suite", "our op", "baseline", "speed-up (median)", "IQR", "verdict"]
@@ -33,34 +31,6 @@ class Headline:
     run_ours: Callable[[], Any] | None
     run_baseline: Callable[[], Any] | None
     note: str = ""  # why the row has no measurement (e.g. the peer library is not installed)
-
-
-def interleaved_seconds(run_ours: Callable[[], Any], run_baseline: Callable[[], Any], *, rounds: int = 7,
-                        min_run_time: float = 0.05, device: str = "cpu") -> tuple[list[float], list[float]]:
-    """Per-round seconds of one call of ``run_ours`` and of ``run_baseline``, in alternating rounds (each a
-    ``blocked_autorange`` median of ``min_run_time`` seconds), after one warm-up call of each."""
-    def seconds(fn):
-        def call():
-            fn()
-            if device == "cuda":
-                torch.cuda.synchronize()
-        return tbench.Timer(stmt="call()", globals={"call": call},
-                            num_threads=torch.get_num_threads()).blocked_autorange(min_run_time=min_run_time).median
-
-    run_ours(), run_baseline()  # warm-up: first-call costs (planning, compilation, allocation) are not measured
-    ours, baseline = [], []
-    for _ in range(rounds):
-        ours.append(seconds(run_ours))
-        baseline.append(seconds(run_baseline))
-    return ours, baseline
-
-
-def quartiles(values: list[float]) -> tuple[float, float, float]:
-    """``(q1, median, q3)`` of ``values`` (inclusive method; one value is its own quartiles)."""
-    if len(values) == 1:
-        return values[0], values[0], values[0]
-    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q1, median, q3
 
 
 def compare(run_ours: Callable[[], Any], run_baseline: Callable[[], Any], *, rounds: int = 7,
