@@ -8,6 +8,8 @@
 #                kernels that use shared memory under racecheck
 #     models     bench/model_steps.py --device cuda: a training step of every MPO-Net / TaylorNet against its
 #                dense twin, kernels per step, CUDA-graph capture -> bench/results/models_cuda.{json,md}
+#     planner    bench/mpo_plans.py --autotuned --device cuda: the measured MPO plan pick against the fastest of its
+#                candidates -> bench/results/mpo_autotune_cuda.{json,md}
 #     bench      `physkernels bench --device cuda`, one suite at a time (GPU_SH_SUITES picks them)
 #                -> bench/results/full_cuda_<suite>.{json,md}
 #     suite      the rest of the test suite (8 processes with pytest-xdist)
@@ -15,7 +17,7 @@
 # Each stage has a time limit and all together end within GPU_SH_SECONDS (570) of the start. Wheels in .whl/
 # (e.g. tensorly-torch for the peer column) are installed into /tmp/site first.
 set -uo pipefail
-stages=",${1:-gpu,sanitizer,models,bench,suite},"
+stages=",${1:-gpu,sanitizer,models,planner,bench,suite},"
 out="${2:-${OUT:-bench/results/gpu-run}}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PHYSKERNELS_CUDA=1 PHYSKERNELS_BUILD_JOBS=16
@@ -48,6 +50,10 @@ if [[ "$stages" == *,models,* ]]; then
   timeout $(left 200) python3 bench/model_steps.py --device cuda --out bench/results 2>&1 \
     | tee "$out/models.log" | tail -30 || status=1
 fi
+if [[ "$stages" == *,planner,* ]]; then
+  timeout $(left 90) python3 bench/mpo_plans.py --autotuned --device cuda --batches 1,32,256,4096 --top 12 \
+      --out bench/results 2>&1 | tee "$out/planner.log" | tail -40 || status=1
+fi
 if [[ "$stages" == *,bench,* ]]; then
   for suite in ${GPU_SH_SUITES:-mpo cg2d taylor nnqft ising rbm}; do
     timeout $(left 240) python3 -m physkernels.cli bench --device cuda --suite $suite --out bench/results \
@@ -60,5 +66,6 @@ if [[ "$stages" == *,suite,* ]]; then
   timeout $(left 200) python3 -m pytest -q $parallel -p no:cacheprovider tests -m "not gpu" 2>&1 \
     | tee "$out/tests.log" | tail -25 || status=1
 fi
-tar czf "$out/results.tgz" bench/results/full_cuda_* bench/results/models_cuda.* 2>/dev/null
+tar czf "$out/results.tgz" bench/results/full_cuda_* bench/results/models_cuda.* bench/results/mpo_autotune_cuda.* \
+  2>/dev/null
 exit $status

@@ -6,7 +6,7 @@ nn.Linear. Times are CPU time of one thread (``time.process_time``), which stays
 the cost model's CPU constants were fitted to this table. Writes ``bench/results/mpo_plans.{json,md}``.
 
     python bench/mpo_plans.py [--batches 1,32,256,4096] [--top 8]
-    python bench/mpo_plans.py --autotuned [--batches 1,32,256] [--top 12]   # the measured pick instead
+    python bench/mpo_plans.py --autotuned [--device cuda] [--batches 1,32,256] [--top 12]   # the measured pick
 """
 
 from __future__ import annotations
@@ -41,25 +41,30 @@ def cpu_time(fn, repeats: int = 3, budget: float = 1.5) -> float:
     return min(samples)
 
 
-def autotuned_table(batches, top: int) -> ResultTable:
+def autotuned_table(batches, top: int, device: str = "cpu") -> ResultTable:
     """The measured pick (what the op runs: physkernels._autotune over the cost model's short list) against the
     fastest of the cost model's ``top`` candidates plus the best dense plan, each timed again here (eager training:
     forward keeping the states, then the backward; wall time, fastest of a few runs, torch's thread count)."""
-    chain = cpp_backend.chain()
-    table = ResultTable("mpo_autotune", f"MPO measured pick vs the fastest candidate (wall time, "
-                        f"{torch.get_num_threads()} threads, eager fwd+bwd)",
+    if device == "cuda":
+        from physkernels.ops.mpo_linear import cuda_backend
+        chain, where = cuda_backend.CHAIN, torch.cuda.get_device_name()
+    else:
+        chain, where = cpp_backend.chain(), f"{torch.get_num_threads()} CPU threads"
+    table = ResultTable("mpo_autotune", f"MPO measured pick vs the fastest candidate (wall time, {where}, "
+                        "eager fwd+bwd)",
                         ["shape", "D", "batch", "measured pick", "pick ms", "cost-model pick", "cost-model ms",
                          "fastest candidate", "fastest ms", "pick/fastest", "cost-model/fastest"])
     physkernels.set_autotune(True)
     cases = [(s, b) for s in SHAPES for b in batches]
     for (in_shape, out_shape, bond), batch in tqdm(cases, desc="autotune"):
-        cores = [c.detach() for c in random_cores(in_shape, out_shape, bond)]
-        x = torch.randn(batch, math.prod(in_shape))
-        grad = torch.randn(batch, math.prod(out_shape))
+        cores = [c.detach() for c in random_cores(in_shape, out_shape, bond, device=device)]
+        x = torch.randn(batch, math.prod(in_shape)).to(device)
+        grad = torch.randn(batch, math.prod(out_shape)).to(device)
         ranks = (bond,) * (len(in_shape) - 1)
         pick = plans.plan_for(x, cores, "training", chain)
-        model_pick = planner.plan(in_shape, out_shape, ranks, batch, kernels=chain.kinds, objective="training")
-        every = planner.enumerate_plans(in_shape, out_shape, ranks, batch, kernels=chain.kinds)
+        model_pick = planner.plan(in_shape, out_shape, ranks, batch, device=device, kernels=chain.kinds,
+                                  objective="training")
+        every = planner.enumerate_plans(in_shape, out_shape, ranks, batch, device=device, kernels=chain.kinds)
         every.sort(key=lambda p: planner.objective_seconds(p, "training"))
         pool = every[:top] + [p for p in every if p.dense][:1]
         pool += [p for p in (pick, model_pick) if p not in pool]
@@ -86,12 +91,13 @@ def main(argv=None) -> int:
     parser.add_argument("--top", type=int, default=8, help="candidates measured per case")
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--autotuned", action="store_true",
-                        help="check the measured pick instead (torch's threads) -> mpo_autotune.{json,md}")
+                        help="check the measured pick instead (torch's threads) -> mpo_autotune[_cuda].{json,md}")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="with --autotuned")
     args = parser.parse_args(argv)
     if args.autotuned:
-        table = autotuned_table([int(v) for v in args.batches.split(",")], args.top)
+        table = autotuned_table([int(v) for v in args.batches.split(",")], args.top, args.device)
         print(table.markdown())
-        write_results([table], args.out, "mpo_autotune")
+        write_results([table], args.out, "mpo_autotune" + ("_cuda" if args.device == "cuda" else ""))
         return 0
     torch.set_num_threads(1)
     kernels = planner.default_kernels("cpu")
